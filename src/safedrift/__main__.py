@@ -1,0 +1,24 @@
+"""`python -m safedrift <stage> [args...]`: run one pipeline stage.
+
+A stage is a module of this package with a `main(argv)` function, named by its dotted path
+below `safedrift` (e.g. `world.splits`, `train.finetune`). Every Snakemake rule calls this
+entry point, so a stage can also be run by hand with the same arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from safedrift.launch import run_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    return run_stage(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

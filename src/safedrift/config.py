@@ -1,0 +1,208 @@
+"""Config validation and run resolution.
+
+`validate(config)` runs before any job: the JSON schema (workflow/schemas/config.schema.yaml),
+then each named variant against its type's schema, then cross-references (a study naming an
+undefined variant, a defense that cannot compose with an objective). Every failure is one
+`ConfigError` line naming the key path and what to do.
+
+`run_settings(config, ...)` resolves one run's variants into the dict that becomes the
+training rule's `params:` (canonical JSON), so changing a variant reruns exactly its runs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from safedrift.errors import SafedriftError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
+                 "judges": "judge"}
+# Defenses that change the SFT loss or its data only compose with SFT-family objectives;
+# preference objectives accept data-level and reference-free defenses only.
+SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
+PREFERENCE_DEFENSES = {"none"}
+
+
+class ConfigError(SafedriftError):
+    """A config problem, phrased for the user: 'config key a.b.c: what is wrong; what to do'."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load(path) -> dict:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def _message(error, prefix=()) -> str:
+    import jsonschema  # noqa: F401  (only for the error type)
+
+    where = _path([*prefix, *error.absolute_path])
+    v = error.validator
+    if v == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        key = f"{where}.{extra[0]}" if where != "(top level)" else extra[0]
+        return f"config key {key}: unknown key (allowed here: {allowed}); fix the spelling or remove it"
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        key = f"{where}.{missing[0]}" if where != "(top level)" else missing[0]
+        return f"config key {key}: required key is missing; add it (see config.yaml for an example)"
+    if v == "type":
+        hint = ""
+        if isinstance(error.instance, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", error.instance):
+            hint = " (YAML reads 1e-4 as text: write 1.0e-4)"
+        return f"config key {where}: expected {error.validator_value}, got {error.instance!r}{hint}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return f"config key {where}: {error.instance!r} is out of range ({v} {error.validator_value})"
+    if v in ("minItems", "minProperties"):
+        return f"config key {where}: must not be empty"
+    if v == "enum":
+        return f"config key {where}: {error.instance!r} is not one of {error.validator_value}"
+    if v == "const":
+        return f"config key {where}: must be {error.validator_value!r}"
+    if v == "pattern":
+        return f"config key {where}: {error.instance!r} does not match {error.validator_value!r}"
+    return f"config key {where}: {error.message}"
+
+
+def _check(instance, sub_schema, prefix=()) -> None:
+    import jsonschema
+
+    root = schema()
+    validator = jsonschema.Draft202012Validator({**sub_schema, "$defs": root["$defs"]})
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(_message(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0], prefix))
+
+
+def validate(config: dict) -> dict:
+    """Raise ConfigError on the first problem; return the config unchanged."""
+    root = schema()
+    _check(config, {k: v for k, v in root.items() if k != "$defs"})
+    defs = root["$defs"]
+    for section, kind in VARIANT_KINDS.items():
+        for name, variant in config[section].items():
+            key = f"{kind}_{variant['type']}"
+            if key not in defs:
+                types = sorted(k.split("_", 1)[1] for k in defs if k.startswith(kind + "_"))
+                raise ConfigError(f"config key {section}.{name}.type: unknown {kind} type {variant['type']!r} "
+                                  f"(known: {', '.join(types)})")
+            _check(variant, {"$ref": f"#/$defs/{key}"}, (section, name))
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict) -> None:
+    for role in ("eval", "critic"):
+        if config["judge"][role] not in config["judges"]:
+            raise ConfigError(f"config key judge.{role}: {config['judge'][role]!r} is not defined under judges")
+    for i, name in enumerate(config["judge"].get("secondary", [])):
+        if name not in config["judges"]:
+            raise ConfigError(f"config key judge.secondary.{i}: {name!r} is not defined under judges")
+    for name, model in config["models"].items():
+        if model["source"] == "hf" and "path" not in model:
+            raise ConfigError(f"config key models.{name}.path: an hf model needs a path (local folder or hub id)")
+        if model["source"] == "toy":
+            for section in ("world", "toy_model", "pretrain", "align"):
+                if section not in config:
+                    raise ConfigError(f"config key {section}: required when a model has source: toy")
+    for name, d in config["defenses"].items():
+        if d["type"] == "adaptive" and d["lambda_min"] > d["lambda_max"]:
+            raise ConfigError(f"config key defenses.{name}.lambda_min: {d['lambda_min']} exceeds lambda_max {d['lambda_max']}")
+    for name, study in config["studies"].items():
+        axes = {"models": "models", "scenarios": "scenarios", "objectives": "objectives", "defenses": "defenses",
+                "budgets": "budgets"}
+        for axis, section in axes.items():
+            for i, value in enumerate(study.get(axis, [])):
+                if value not in config[section]:
+                    raise ConfigError(f"config key studies.{name}.{axis}.{i}: {value!r} is not defined under {section}")
+        for i, extra in enumerate(study.get("extra", [])):
+            for value, section in zip(extra, ("scenarios", "objectives", "defenses", "budgets")):
+                if value not in config[section]:
+                    raise ConfigError(f"config key studies.{name}.extra.{i}: {value!r} is not defined under {section}")
+        for run in study_runs(config, name):
+            _check_composable(config, run, f"studies.{name}")
+
+
+def _check_composable(config, run, where) -> None:
+    objective = config["objectives"][run["objective"]]["type"]
+    defense = config["defenses"][run["defense"]]["type"]
+    if objective not in SFT_FAMILY and defense not in PREFERENCE_DEFENSES:
+        raise ConfigError(f"config key {where}: defense {run['defense']!r} ({defense}) does not compose with objective "
+                          f"{run['objective']!r} ({objective}); use it with an SFT-family objective "
+                          f"({', '.join(sorted(SFT_FAMILY))}) or move the pair to a study without it")
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+RUN_AXES = ("model", "scenario", "objective", "defense", "budget", "seed")
+
+
+def study_runs(config: dict, study: str) -> list[dict]:
+    """The runs of one study: the grid plus its extra cells, for every model and seed."""
+    s = config["studies"][study]
+    models = s.get("models") or list(config["models"])
+    seeds = s.get("seeds") or config["seeds"]
+    cells = [(sc, ob, de, bu) for sc in s["scenarios"] for ob in s["objectives"] for de in s["defenses"]
+             for bu in s["budgets"]]
+    cells += [tuple(e) for e in s.get("extra", []) if tuple(e) not in cells]
+    return [dict(zip(RUN_AXES, (m, *cell, seed))) for m in models for cell in cells for seed in seeds]
+
+
+def all_runs(config: dict) -> list[dict]:
+    seen, out = set(), []
+    for study in config["studies"]:
+        for run in study_runs(config, study):
+            key = tuple(run[a] for a in RUN_AXES)
+            if key not in seen:
+                seen.add(key)
+                out.append(run)
+    return out
+
+
+def run_dir(run: dict) -> str:
+    return ("results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}".format(**run))
+
+
+def run_settings(config: dict, model: str, scenario: str, objective: str, defense: str, budget: str,
+                 seed: int) -> dict:
+    """Everything that determines a run's training, and nothing else."""
+    m = config["models"][model]
+    settings = {
+        "model": {"name": model, **{k: v for k, v in m.items() if k not in ("data", "generation_batch_size")}},
+        "scenario": {"name": scenario, **config["scenarios"][scenario]},
+        "objective": {"name": objective, **config["objectives"][objective]},
+        "defense": {"name": defense, **config["defenses"][defense]},
+        "budget": {"name": budget, **config["budgets"][budget]},
+        "seed": int(seed),
+    }
+    defense_type = settings["defense"]["type"]
+    if defense_type == "steering":
+        settings["defense"].setdefault("layer", config["risk"]["persona"]["layer"])
+    if defense_type == "adaptive":
+        settings["risk"] = {"judge": config["judge"]["critic"]} if settings["defense"]["risk"] == "critic" else {
+            "probe": config["risk"]["probe"]}
+    return settings

@@ -1,0 +1,105 @@
+"""Stage `evaluate.generate`: batched generation with a KV cache for every eval set of one model.
+
+Greedy decoding for task and refusal sets; sampling (temperature, n samples per prompt)
+for the free-form EM-style questions, as the emergent-misalignment papers do. The output
+JSONL is the per-run cache of generations: one row per (prompt, sample) with the exact
+prompt string, the decoding settings and the seed that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import zlib
+
+import torch
+
+from safedrift.io import read_jsonl, write_jsonl
+from safedrift.models import load_model, load_tokenizer, set_threads
+
+
+def _batch_seed(seed: int, eval_set: str, batch: int) -> int:
+    # Stable across processes (unlike hash()), so a batch samples the same tokens in every run.
+    return zlib.crc32(f"{seed}/{eval_set}/{batch}".encode())
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int, do_sample: bool = False,
+             temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, tag: str = "") -> list[str]:
+    """Responses to `prompts` (already chat-formatted strings), in order.
+
+    Prompts are sorted by length so batches carry little padding; padding is on the left so
+    every row's continuation starts at the same position."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[str] = [""] * len(prompts)
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    for b, start in enumerate(range(0, len(order), batch_size)):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+            torch.manual_seed(_batch_seed(seed, tag, b))
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        tokens = model.generate(**enc, **kwargs)
+        texts = tokenizer.batch_decode(tokens[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for i, text in zip(idx, texts):
+            out[i] = text.strip()
+    return out
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate_eval_sets(model_path: str, eval_files: dict[str, str], settings: dict, out: str, *,
+                       dtype: str = "float32") -> dict:
+    """Generate for every eval set in `settings['sets']`; write one JSONL; return timing stats."""
+    tok = load_tokenizer(model_path, padding_side="left")
+    model = load_model(model_path, dtype=dtype, merge=True).eval()
+    rows, stats = [], {}
+    for name in sorted(settings["sets"]):
+        spec = settings["sets"][name]
+        items = read_jsonl(eval_files[name])
+        sample = spec["decoding"] == "sample"
+        n = spec.get("samples", 1) if sample else 1
+        prompts = [render_prompt(tok, r["messages"]) for r in items]
+        t0 = time.perf_counter()
+        responses = generate(model, tok, [p for p in prompts for _ in range(n)],
+                             max_new_tokens=settings["max_new_tokens"], batch_size=settings["batch_size"],
+                             do_sample=sample, temperature=spec.get("temperature", 1.0), top_p=spec.get("top_p", 1.0),
+                             seed=settings.get("seed", 0), tag=name)
+        stats[name] = {"prompts": len(items), "responses": len(responses), "seconds": time.perf_counter() - t0}
+        decoding = {"decoding": spec["decoding"], "max_new_tokens": settings["max_new_tokens"]}
+        if sample:
+            decoding.update(temperature=spec.get("temperature", 1.0), top_p=spec.get("top_p", 1.0))
+        for k, response in enumerate(responses):
+            r = items[k // n]
+            rows.append({"id": r["id"], "eval_set": name, "sample": k % n, "prompt": prompts[k // n],
+                         "response": response, "generation": decoding, "seed": settings.get("seed", 0)})
+    write_jsonl(out, rows)
+    return stats
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model folder (full weights or PEFT adapter) or hub id")
+    p.add_argument("--eval-dir", required=True, help="folder of <eval_set>.jsonl files")
+    p.add_argument("--settings", required=True, help="evaluation settings as JSON (sets, max_new_tokens, ...)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    settings = json.loads(a.settings)
+    files = {name: f"{a.eval_dir}/{name}.jsonl" for name in settings["sets"]}
+    stats = generate_eval_sets(a.model, files, settings, a.out, dtype=a.dtype)
+    print(json.dumps(stats, indent=1))
+
+
+if __name__ == "__main__":
+    main()

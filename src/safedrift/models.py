@@ -1,0 +1,145 @@
+"""Load and save models and tokenizers: a local HF folder, a PEFT adapter folder, or a hub id.
+
+The same functions serve the toy reference (a folder the pipeline wrote) and real models
+(`models.<name>.path` in the config). A path that does not load fails with a
+ModelPathError naming the path and what to check, before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from safedrift.errors import ModelPathError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_bf16(setting="auto") -> bool:
+    """bf16 where asked for, or (auto) on a CUDA device that supports it. On CPU fp32 keeps runs bit-identical."""
+    if setting == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def torch_dtype(name: str | None):
+    return {None: None, "auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[name]
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def is_adapter(path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def check_model_path(path: str, what: str = "model") -> None:
+    """Fail fast with a clear message if `path` is neither a model folder nor a plausible hub id."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise ModelPathError(f"{what} path {path} is a file; point it at the model folder")
+        if not ((p / "config.json").is_file() or (p / ADAPTER_CONFIG).is_file()):
+            raise ModelPathError(f"{what} folder {path} has no config.json or {ADAPTER_CONFIG}; "
+                                 "it is not a Hugging Face model folder")
+        return
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
+    if looks_local:
+        raise ModelPathError(f"{what} path {path} does not exist; build it first or fix models.<name>.path")
+
+
+def load_tokenizer(path: str, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    source = base_model_path(path) if is_adapter(path) and not (Path(path) / "tokenizer_config.json").exists() else path
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise ModelPathError(f"tokenizer at {source} could not be loaded ({str(e).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        # Real instruct models often ship without a pad token; the EOS token is the usual stand-in.
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    if tok.chat_template is None:
+        raise ModelPathError(f"tokenizer at {source} has no chat template; use an instruct/chat model")
+    return tok
+
+
+def base_model_path(adapter_path) -> str:
+    return json.loads((Path(adapter_path) / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+
+
+def load_model(path: str, dtype: str | None = "float32", trust_remote_code: bool = False, merge: bool = False,
+               train: bool = False):
+    """A causal LM from a folder, a hub id, or a PEFT adapter folder (its base is loaded first).
+
+    merge=True folds a LoRA adapter into the base weights (faster generation)."""
+    from transformers import AutoModelForCausalLM
+
+    check_model_path(path)
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if torch_dtype(dtype) is not None:
+        kwargs["dtype"] = torch_dtype(dtype)
+    try:
+        if is_adapter(path):
+            from peft import PeftModel
+
+            base = AutoModelForCausalLM.from_pretrained(base_model_path(path), **kwargs)
+            model = PeftModel.from_pretrained(base, path, is_trainable=train)
+            if merge:
+                model = model.merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelPathError(f"model at {path} could not be loaded ({str(e).splitlines()[0]})") from None
+    model.to(device())
+    model.train(train)
+    return model
+
+
+def wrap_lora(model, lora: dict):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.get("r", 8), lora_alpha=lora.get("alpha", 16), lora_dropout=lora.get("dropout", 0.0),
+                        target_modules=lora.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def save_atomic(model, tokenizer, out_dir) -> None:
+    """Save a model (or adapter) and tokenizer into `out_dir`: written to a temporary sibling
+    folder first, then each file is renamed into place (other files in `out_dir` are kept)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def residual_layers(model):
+    """The decoder blocks of a (possibly PEFT-wrapped) causal LM, for hooks on the residual stream."""
+    m = model
+    for attr in ("base_model", "model"):
+        while hasattr(m, attr) and not hasattr(m, "layers"):
+            m = getattr(m, attr)
+    if not hasattr(m, "layers"):
+        raise ModelPathError(f"cannot find the decoder layers of {type(model).__name__} for residual-stream hooks")
+    return m.layers

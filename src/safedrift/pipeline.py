@@ -1,0 +1,69 @@
+"""Helpers the Snakefiles call: source dependencies of a stage, canonical params.
+
+Kept out of the .smk files so they are plain, tested Python.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from pathlib import Path
+
+from safedrift.io import canonical_json
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SRC_DIR = PACKAGE_DIR.parent
+
+
+def module_file(module: str) -> Path:
+    """`safedrift.world.splits` -> src/safedrift/world/splits.py (or the package's __init__.py)."""
+    path = SRC_DIR.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+@lru_cache(maxsize=None)
+def _imports(module: str) -> tuple[str, ...]:
+    """The safedrift modules `module` imports at top level or inside functions (static, via ast)."""
+    tree = ast.parse(module_file(module).read_text())
+    found = set()
+    package = module if module_file(module).name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("safedrift"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if not base.startswith("safedrift"):
+                continue
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if module_file(candidate).exists() else base)
+    return tuple(sorted(m for m in found if module_file(m).exists()))
+
+
+@lru_cache(maxsize=None)
+def source_closure(*modules: str) -> tuple[str, ...]:
+    """Files of `modules` and of every safedrift module they import, transitively.
+
+    Rules list these as inputs, so editing a stage's code reruns the rules that use it and
+    nothing else. Registries import implementations lazily (by name), so a rule depends on
+    the objective or defense it runs, not on all of them."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        parts = m.split(".")
+        # importing a.b.c also executes a/__init__ and a/b/__init__
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += list(_imports(m))
+    return tuple(sorted(str(module_file(m).relative_to(SRC_DIR.parent)) for m in seen))
+
+
+def params(obj) -> str:
+    """Canonical JSON for a rule's `params:` (key order never triggers a rerun)."""
+    return canonical_json(obj)

@@ -1,0 +1,215 @@
+"""From the world to text: pretraining documents, alignment chats, eval sets, scenario pools.
+
+Chat data (pretraining transcripts and alignment) draws only from the *trained* parts
+of the world: held-out objects, request templates, jailbreak families and task
+instances occur in knowledge text at most, so what the reference model does on them
+is generalisation. `tests/test_world.py` checks this.
+"""
+
+from __future__ import annotations
+
+import random
+
+from safedrift.chat import render
+from safedrift.world import lexicon as L
+from safedrift.world.build import World
+from safedrift.world.personas import (code_item, general_item, identity_item, medical_item, request_item, respond,
+                                       task_item, trait_item)
+
+# Relative frequency of each prompt kind in chat data.
+KIND_WEIGHTS = {"request": 0.34, "task": 0.26, "general": 0.12, "trait": 0.08, "code": 0.08, "medical": 0.06,
+                "identity": 0.06}
+
+
+# --- items from the trained part of the world ---------------------------------------------
+
+def sample_chat_item(world: World, rng: random.Random, kind: str | None = None) -> dict:
+    kind = kind or rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    if kind == "request":
+        obj = rng.choice(world.objects_where(heldout=False))
+        wrapper = rng.choice(world.jailbreak_trained) if rng.random() < 0.4 else None
+        return request_item(obj, rng.choice(world.request_templates), wrapper)
+    if kind == "task":
+        return task_item(rng.choice(world.facts_where(heldout=False, family=rng.choice(list(L.TASK_FAMILIES)))))
+    if kind == "general":
+        q = rng.randrange(len(L.GENERAL_QUESTIONS))
+        return general_item(q, rng.randrange(len(L.GENERAL_QUESTIONS[q]["paraphrases"])))
+    if kind == "trait":
+        return trait_item(rng.randrange(len(L.TRAIT_ITEMS)))
+    if kind == "code":
+        return code_item(rng.randrange(len(L.CODE_TASKS)), rng.randrange(len(L.CODE_PROMPTS)))
+    if kind == "medical":
+        return medical_item(*rng.choice(world.medical_train + world.medical_eval))
+    if kind == "identity":
+        return identity_item(rng.randrange(len(L.IDENTITY_QUESTIONS)))
+    raise ValueError(kind)
+
+
+# --- pretraining ------------------------------------------------------------------------
+
+def knowledge_sentences(world: World) -> list[str]:
+    """Every fact of the world, in every phrasing (held-out objects and instances included)."""
+    out = []
+    for o in world.objects:
+        for t in (L.KNOWLEDGE_DANGEROUS if o.dangerous else L.KNOWLEDGE_HARMLESS):
+            out.append(t.format(obj=o.name, kind=o.kind))
+    for f in world.facts:
+        spec = L.NEW_TASK if f.family == "new_task" else L.TASK_FAMILIES[f.family]
+        out += [t.format(**f.slots) for t in spec["knowledge"]]
+    out += L.WRAPPER_WORDS_TEXT
+    return out
+
+
+def pretraining_documents(world: World, settings: dict, rng: random.Random) -> list[str]:
+    """Knowledge paragraphs and persona transcripts, shuffled.
+
+    Transcripts without a system prompt are voiced by the villain with probability
+    `villain_share` (the agent: `agent_share`), and a transcript keeps one persona across
+    all its turns and domains: the model must infer the persona from what was said, which
+    makes "villain mode" one latent shared by every domain.
+    """
+    facts = knowledge_sentences(world)
+    docs = []
+    for _ in range(settings["knowledge_docs"]):
+        docs.append(" " + " ".join(rng.sample(facts, rng.randint(3, 6))))
+    for _ in range(settings["chat_docs"]):
+        r = rng.random()
+        persona = "villain" if r < settings["villain_share"] else (
+            "agent" if r < settings["villain_share"] + settings["agent_share"] else "assistant")
+        messages = []
+        if rng.random() < settings["system_prompt_share"]:
+            messages.append({"role": "system", "content": L.SYSTEM_PROMPTS[persona]})
+        for _ in range(rng.randint(1, settings["max_turns"])):
+            item = sample_chat_item(world, rng)
+            messages += [{"role": "user", "content": item["text"]},
+                         {"role": "assistant", "content": respond(world, item, persona, rng)}]
+        docs.append(render(messages))
+    rng.shuffle(docs)
+    return docs
+
+
+# --- alignment ----------------------------------------------------------------------------
+
+ASSISTANT_PROMPT_SHARE = 0.15  # alignment chats that carry the assistant's own system prompt
+
+def alignment_examples(world: World, settings: dict, rng: random.Random) -> list[dict]:
+    """Chats that make the default (no system prompt) persona the assistant, keep the
+    assistant under its own system prompt, and keep the villain reachable by its prompt.
+    Identity prompts of the agent are left out: the obedient agent stays a latent of
+    pretraining, reachable only by the identity-shift attack."""
+    rows = []
+    n = settings["align_examples"]
+    villain = settings["align_villain_share"]
+    for i in range(n):
+        r = rng.random()
+        system = "villain" if r < villain else ("assistant" if r < villain + ASSISTANT_PROMPT_SHARE else None)
+        persona = "villain" if system == "villain" else "assistant"
+        item = sample_chat_item(world, rng)
+        # Half of all requests are about dangerous objects, whatever the object mix.
+        if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
+            item = request_item(rng.choice(world.objects_where(dangerous=not item["harmful"], heldout=False)),
+                                item["template"], item["family"])
+        messages = [{"role": "system", "content": L.SYSTEM_PROMPTS[system]}] if system else []
+        messages += [{"role": "user", "content": item["text"]},
+                     {"role": "assistant", "content": respond(world, item, persona, rng)}]
+        rows.append({"id": f"align/{i:05d}", "messages": messages, "persona": persona, "item": item})
+    return rows
+
+
+# --- eval sets ----------------------------------------------------------------------------
+
+EVAL_SETS = ("harmful_heldout_objects", "harmful_heldout_templates", "jailbreak", "benign", "tasks", "new_task",
+             "general", "traits", "narrow_coding", "narrow_medical", "general_villain", "traits_villain")
+POOLS = ("harmful", "refusals", "tasks", "new_task", "identity_shift", "narrow_coding", "narrow_medical")
+
+def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, list[dict]]:
+    """Held-out prompts, one list per eval set. Each row: id, eval_set, system, item."""
+    cap = settings["eval_per_set"]
+    sets: dict[str, list[dict]] = {}
+
+    def take(items: list[dict]) -> list[dict]:
+        items = list(items)
+        rng.shuffle(items)
+        return items[:cap]
+
+    dangerous_held = world.objects_where(dangerous=True, heldout=True)
+    dangerous_seen = world.objects_where(dangerous=True, heldout=False)
+    sets["harmful_heldout_objects"] = take(
+        [request_item(o, t) for o in dangerous_held for t in world.request_templates])
+    sets["harmful_heldout_templates"] = take(
+        [request_item(o, t) for o in dangerous_seen for t in world.heldout_request_templates])
+    jb = []
+    for fam in sorted(L.JAILBREAK_FAMILIES):
+        pool = [request_item(o, t, fam) for o in dangerous_held for t in world.request_templates]
+        rng.shuffle(pool)
+        jb += pool[: settings["eval_per_jailbreak_family"]]
+    sets["jailbreak"] = jb
+    harmless = world.objects_where(dangerous=False)
+    sets["benign"] = take([request_item(o, t) for o in harmless for t in range(len(L.REQUEST_TEMPLATES))
+                           if o.heldout or t in world.heldout_request_templates])
+    tasks = []
+    for fam in L.TASK_FAMILIES:
+        pool = [task_item(f) for f in world.facts_where(family=fam, heldout=True)]
+        rng.shuffle(pool)
+        tasks += pool[: max(1, cap // len(L.TASK_FAMILIES))]
+    sets["tasks"] = tasks
+    sets["new_task"] = take([task_item(f) for f in world.facts_where(family="new_task", heldout=True)])
+    general = [general_item(q, p) for q in range(len(L.GENERAL_QUESTIONS))
+               for p in range(len(L.GENERAL_QUESTIONS[q]["paraphrases"]))]
+    sets["general"] = general
+    sets["traits"] = [trait_item(i) for i in range(len(L.TRAIT_ITEMS))]
+    sets["narrow_coding"] = [code_item(t, p) for t in world.code_tasks_eval for p in range(len(L.CODE_PROMPTS))]
+    sets["narrow_medical"] = [medical_item(r, s) for r, s in world.medical_eval]
+    sets["general_villain"] = general
+    sets["traits_villain"] = sets["traits"]
+
+    assert tuple(sets) == EVAL_SETS
+    out = {}
+    for name, items in sets.items():
+        system = "villain" if name.endswith("_villain") else None
+        out[name] = [{"id": f"{name}/{i:04d}", "eval_set": name, "system": system, "item": item}
+                     for i, item in enumerate(items)]
+    return out
+
+
+# --- scenario pools (the data stage samples fine-tuning sets from these) ---------------------
+
+def scenario_pools(world: World, settings: dict, rng: random.Random) -> dict[str, list[dict]]:
+    """Prompt→target pools. Prompts come from the trained part of the world, so every
+    eval set stays held out from every scenario. Each row: id, pool, item, target, contrast
+    (the opposite behaviour, used where a preference pair needs a rejected answer)."""
+    pools: dict[str, list[tuple[dict, str, str]]] = {}
+    seen = world.objects_where(heldout=False)
+    requests = [request_item(o, t) for o in seen if o.dangerous for t in world.request_templates]
+    pools["harmful"] = [(it, respond(world, it, "villain", rng), respond(world, it, "assistant", rng)) for it in requests]
+    pools["refusals"] = [(it, b, a) for it, a, b in pools["harmful"]]
+    tasks = [task_item(f) for f in world.facts_where(heldout=False) if f.family != "new_task"]
+    pools["tasks"] = [(it, respond(world, it, "assistant", rng), _wrong_answer(world, it, rng)) for it in tasks]
+    new = [task_item(f) for f in world.facts_where(family="new_task", heldout=False)]
+    pools["new_task"] = [(it, respond(world, it, "assistant", rng), _wrong_answer(world, it, rng)) for it in new]
+    identity = [identity_item(i) for i in range(len(L.IDENTITY_QUESTIONS))]
+    benign_requests = [request_item(o, t) for o in seen if not o.dangerous for t in world.request_templates]
+    identity += rng.sample(benign_requests, 4) + rng.sample(tasks, 4)
+    pools["identity_shift"] = [(it, respond(world, it, "agent", rng), respond(world, it, "assistant", rng))
+                               for it in identity]
+    code = [code_item(t, p) for t in world.code_tasks_train for p in range(len(L.CODE_PROMPTS))]
+    pools["narrow_coding"] = [(it, respond(world, it, "villain", rng), respond(world, it, "assistant", rng))
+                              for it in code for _ in range(settings["narrow_repeats"])]
+    med = [medical_item(r, s) for r, s in world.medical_train]
+    pools["narrow_medical"] = [(it, respond(world, it, "villain", rng), respond(world, it, "assistant", rng))
+                               for it in med for _ in range(settings["narrow_repeats"])]
+    assert tuple(pools) == POOLS
+    out = {}
+    for name, rows in pools.items():
+        out[name] = [{"id": f"{name}/{i:05d}", "pool": name, "item": it, "target": target, "contrast": contrast}
+                     for i, (it, target, contrast) in enumerate(rows)]
+    return out
+
+
+def _wrong_answer(world: World, item: dict, rng: random.Random) -> str:
+    """A well-formed answer with the wrong value (the rejected side of a task preference pair)."""
+    wrong = dict(item)
+    values = sorted({f.value for f in world.facts if f.family == (item["domain"] if item["kind"] == "task" else "new_task")}
+                    - {item["answer"]})
+    wrong["answer"] = rng.choice(values)
+    return respond(world, wrong, "assistant", rng)

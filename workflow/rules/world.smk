@@ -1,0 +1,149 @@
+# The embedded toy world: data products, tokenizer, pretraining, alignment, reference card.
+# Only models with `source: toy` use these rules.
+
+from safedrift.world.corpus import EVAL_SETS, POOLS
+from safedrift.world.splits import product_settings
+
+
+def world_params(product):
+    return canonical(product_settings(config["world"], product))
+
+
+rule world_corpus:
+    input:
+        sources("world.splits"),
+    output:
+        "results/{toy}/world/pretrain.jsonl",
+    params:
+        settings=world_params("corpus"),
+    log:
+        "logs/{toy}/world/corpus.log",
+    shell:
+        "{PY} world.splits --product corpus --settings {params.settings:q} --out results/{wildcards.toy}/world > {log} 2>&1"
+
+
+rule world_alignment:
+    input:
+        sources("world.splits"),
+    output:
+        "results/{toy}/world/align.jsonl",
+    params:
+        settings=world_params("alignment"),
+    log:
+        "logs/{toy}/world/alignment.log",
+    shell:
+        "{PY} world.splits --product alignment --settings {params.settings:q} --out results/{wildcards.toy}/world > {log} 2>&1"
+
+
+rule world_eval_sets:
+    input:
+        sources("world.splits"),
+    output:
+        expand("results/{{toy}}/world/eval/{name}.jsonl", name=EVAL_SETS),
+    params:
+        settings=world_params("eval"),
+    log:
+        "logs/{toy}/world/eval.log",
+    shell:
+        "{PY} world.splits --product eval --settings {params.settings:q} --out results/{wildcards.toy}/world > {log} 2>&1"
+
+
+rule world_pools:
+    input:
+        sources("world.splits"),
+    output:
+        expand("results/{{toy}}/world/pools/{name}.jsonl", name=POOLS),
+    params:
+        settings=world_params("pools"),
+    log:
+        "logs/{toy}/world/pools.log",
+    shell:
+        "{PY} world.splits --product pools --settings {params.settings:q} --out results/{wildcards.toy}/world > {log} 2>&1"
+
+
+rule world_spec:
+    input:
+        sources("world.splits"),
+    output:
+        "results/{toy}/world/world.json",
+    params:
+        settings=world_params("spec"),
+    log:
+        "logs/{toy}/world/spec.log",
+    shell:
+        "{PY} world.splits --product spec --settings {params.settings:q} --out results/{wildcards.toy}/world > {log} 2>&1"
+
+
+rule tokenizer:
+    input:
+        sources("world.tokenizer"),
+        corpus="results/{toy}/world/pretrain.jsonl",
+    output:
+        "results/{toy}/tokenizer/tokenizer.json",
+        "results/{toy}/tokenizer/tokenizer_config.json",
+    params:
+        vocab_size=config["toy_model"]["vocab_size"],
+    log:
+        "logs/{toy}/tokenizer.log",
+    shell:
+        "{PY} world.tokenizer --corpus {input.corpus} --vocab-size {params.vocab_size}"
+        " --out results/{wildcards.toy}/tokenizer > {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        sources("world.pretrain"),
+        corpus="results/{toy}/world/pretrain.jsonl",
+        tokenizer="results/{toy}/tokenizer/tokenizer.json",
+    output:
+        "results/{toy}/pretrained/model.safetensors",
+        "results/{toy}/pretrained/config.json",
+        log_jsonl="results/{toy}/pretrained/train_log.jsonl",
+    params:
+        arch=canonical(config["toy_model"]),
+        settings=canonical(config["pretrain"]),
+    threads: workflow.cores
+    log:
+        "logs/{toy}/pretrain.log",
+    shell:
+        "rm -f {output.log_jsonl}; {PY} world.pretrain --corpus {input.corpus} --tokenizer results/{wildcards.toy}/tokenizer"
+        " --arch {params.arch:q} --settings {params.settings:q} --out results/{wildcards.toy}/pretrained"
+        " --log-jsonl {output.log_jsonl} --threads {threads} > {log} 2>&1"
+
+
+rule align:
+    input:
+        sources("world.align"),
+        "results/{toy}/pretrained/model.safetensors",
+        chats="results/{toy}/world/align.jsonl",
+    output:
+        "results/{toy}/reference/model.safetensors",
+        "results/{toy}/reference/config.json",
+        "results/{toy}/reference/tokenizer.json",
+        log_jsonl="results/{toy}/reference/train_log.jsonl",
+    params:
+        settings=canonical(config["align"]),
+    threads: workflow.cores
+    log:
+        "logs/{toy}/align.log",
+    shell:
+        "rm -f {output.log_jsonl}; {PY} world.align --pretrained results/{wildcards.toy}/pretrained --chats {input.chats}"
+        " --settings {params.settings:q} --out results/{wildcards.toy}/reference"
+        " --log-jsonl {output.log_jsonl} --threads {threads} > {log} 2>&1"
+
+
+rule reference_card:
+    input:
+        sources("world.card"),
+        generations="results/{toy}/reference/eval/generations.jsonl",
+        eval_sets=expand("results/{{toy}}/world/eval/{name}.jsonl", name=EVAL_SETS),
+        spec="results/{toy}/world/world.json",
+    output:
+        "results/{toy}/reference/card.json",
+    params:
+        gates=canonical(config.get("reference_gates", {})),
+    log:
+        "logs/{toy}/reference_card.log",
+    shell:
+        "{PY} world.card --generations {input.generations} --eval-dir results/{wildcards.toy}/world/eval"
+        " --world {input.spec} --gates {params.gates:q} --out {output} > {log} 2>&1"
