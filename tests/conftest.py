@@ -1,0 +1,75 @@
+"""Shared fixtures: a copy of the workflow in a temporary folder, run on configs/smoke.yaml.
+
+`smoke` is built once per test session (the reference model in about a minute); tests ask it
+for further targets with `smoke.run(target, ...)`, which share the same results folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "workflow", "src")
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+class Workflow:
+    """A workflow copy in `path`, run with `configfile` (relative to it)."""
+
+    def __init__(self, path: Path, configfile: str = "configs/smoke.yaml"):
+        self.path = path
+        self.configfile = configfile
+
+    def snakemake(self, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", self.configfile, *args]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        return proc
+
+    def run(self, *targets: str, **kw) -> subprocess.CompletedProcess:
+        return self.snakemake(*targets, **kw)
+
+    def dry_run_jobs(self, *targets: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
+        """Rule name -> number of jobs `snakemake -n` would run."""
+        proc = self.snakemake("-n", "--quiet", "rules", *extra, *targets)
+        counts: dict[str, int] = {}
+        table = False
+        for line in (proc.stdout + proc.stderr).splitlines():
+            parts = line.split()
+            if parts[:2] == ["job", "count"]:
+                table = True
+                continue
+            if table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Workflow:
+    wf = Workflow(copy_workflow(tmp_path_factory.mktemp("smoke")))
+    wf.run("results/toy/reference/card.json")
+    return wf
+
+
+@pytest.fixture
+def workflow_copy(tmp_path) -> Workflow:
+    return Workflow(copy_workflow(tmp_path / "wf"))
