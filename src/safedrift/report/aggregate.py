@@ -2,11 +2,20 @@
 
 Input: the `metrics_rows.parquet` of every run of the study (one row per metric, prompt and
 sample) and of the reference. Each (model, scenario, objective, defense, budget) cell pools its
-seeds with a hierarchical bootstrap (seeds, then prompts within a seed), so the CI covers both
-seed-to-seed and prompt-to-prompt variation. The reference is a cell with objective and defense
-"reference". `persona_drift` is a run's mean persona projection minus its reference's.
+seeds; its interval is the crossed bootstrap of `evaluate.stats` (prompts drawn once per
+replicate for every seed, seeds drawn with replacement). The reference is a cell with objective
+and defense "reference".
+
+Differences are paired over the prompts both cells were evaluated on:
+- `vs_reference*`: the cell minus its model's reference;
+- `vs_none*`: the cell minus the same (model, scenario, objective, budget) with defense `none`,
+  where the study has that cell;
+- `persona_drift`: the metric `persona_projection` as a difference vs the reference (its value,
+  low and high are those of the paired difference).
 Output columns: model, scenario, objective, defense, budget, steps, metric, value, low, high, n,
-seeds, plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests recompute).
+unscored, seeds, vs_reference, vs_reference_low, vs_reference_high, vs_none, vs_none_low,
+vs_none_high; plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests
+recompute).
 """
 
 from __future__ import annotations
@@ -16,14 +25,17 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from safedrift.evaluate.stats import hierarchical_ci
+from safedrift.evaluate.stats import cell_ci, cell_from_records, difference_ci
 from safedrift.io import atomic_path
 
 RUN = re.compile(r"results/(?P<model>[^/]+)/runs/(?P<scenario>[^/]+)/(?P<objective>[^/]+)/(?P<defense>[^/]+)/"
                  r"(?P<budget>[^/]+)/seed(?P<seed>\d+)/?$")
 CELL = ["model", "scenario", "objective", "defense", "budget"]
+REFERENCE = "reference"
+CONTRASTS = ("vs_reference", "vs_none")
 
 
 def load_rows(run: str) -> pd.DataFrame:
@@ -31,41 +43,61 @@ def load_rows(run: str) -> pd.DataFrame:
     if m:
         labels = {**m.groupdict(), "seed": int(m["seed"])}
     else:  # results/<model>/reference
-        labels = {"model": Path(run).parent.name, "scenario": "reference", "objective": "reference",
-                  "defense": "reference", "budget": "reference", "seed": 0}
+        labels = {"model": Path(run).parent.name, "scenario": REFERENCE, "objective": REFERENCE,
+                  "defense": REFERENCE, "budget": REFERENCE, "seed": 0}
     rows = pd.read_parquet(f"{run}/eval/metrics_rows.parquet")
     return rows.assign(**labels)
 
 
-def with_persona_drift(rows: pd.DataFrame) -> pd.DataFrame:
-    projection = rows[rows.metric == "persona_projection"]
-    reference = projection[projection.objective == "reference"].groupby("model")["value"].mean()
-    if projection.empty or reference.empty:
-        return rows
-    drift = projection.assign(metric="persona_drift",
-                              value=projection["value"] - projection["model"].map(reference))
-    return pd.concat([rows, drift], ignore_index=True)
+def cells_of(rows: pd.DataFrame) -> dict:
+    """{(model, scenario, objective, defense, budget, metric): stats.Cell} of every cell and metric."""
+    return {key: cell_from_records(g["seed"].to_numpy(), g["id"].to_numpy(), g["value"].to_numpy())
+            for key, g in rows.groupby(CELL + ["metric"], sort=True)}
+
+
+def counterpart(key: tuple, contrast: str) -> tuple | None:
+    model, scenario, objective, defense, budget, metric = key
+    if contrast == "vs_reference":
+        return None if scenario == REFERENCE else (model, REFERENCE, REFERENCE, REFERENCE, REFERENCE, metric)
+    if contrast == "vs_none":
+        return None if defense in ("none", REFERENCE) else (model, scenario, objective, "none", budget, metric)
+    raise ValueError(contrast)
 
 
 def aggregate(rows: pd.DataFrame, bootstrap: dict, steps: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    cells, per_seed = [], []
-    for key, group in rows.groupby(CELL + ["metric"], sort=True):
-        seeds = []
-        for seed, g in group.groupby("seed", sort=True):
-            prompts = [p["value"].to_numpy() for _, p in g.groupby("id", sort=True)]
-            seeds.append(prompts)
-            per_seed.append({**dict(zip(CELL + ["metric"], key)), "seed": seed, "value": float(g["value"].mean()),
-                             "n": len(g)})
-        ci = hierarchical_ci(seeds, bootstrap["resamples"], bootstrap["confidence"], bootstrap["seed"])
-        cells.append({**dict(zip(CELL + ["metric"], key)), **ci})
-    table = pd.DataFrame(cells)
-    table.insert(5, "steps", table["budget"].map(lambda b: 0 if b == "reference" else steps.get(b)))
-    return table, pd.DataFrame(per_seed)
+    boot = (bootstrap["resamples"], bootstrap["confidence"], bootstrap["seed"])
+    cells = cells_of(rows)
+    out = []
+    for key, cell in cells.items():
+        record = {**dict(zip(CELL + ["metric"], key)), **cell_ci(cell, *boot)}
+        for contrast in CONTRASTS:
+            other = cells.get(counterpart(key, contrast))
+            diff = difference_ci(cell, other, *boot) if other is not None else None
+            for suffix, field in (("", "value"), ("_low", "low"), ("_high", "high")):
+                record[contrast + suffix] = diff[field] if diff else np.nan
+        out.append(record)
+        if key[-1] == "persona_projection":
+            out.append(persona_drift(record, cell, cells, boot))
+    table = pd.DataFrame(out)
+    table.insert(5, "steps", table["budget"].map(lambda b: 0 if b == REFERENCE else steps.get(b)))
+    per_seed = (rows.groupby(CELL + ["metric", "seed"], sort=True)["value"]
+                .agg(value="mean", n="count").reset_index())
+    return table, per_seed
+
+
+def persona_drift(record: dict, cell, cells: dict, boot: tuple) -> dict:
+    """persona_projection minus the reference's, paired over prompts (the reference drifts 0 from itself)."""
+    key = tuple(record[c] for c in CELL) + ("persona_projection",)
+    reference = cells.get(counterpart(key, "vs_reference")) if record["scenario"] != REFERENCE else cell
+    drift = difference_ci(cell, reference, *boot) if reference is not None else {"value": np.nan, "low": np.nan,
+                                                                                 "high": np.nan}
+    return {**record, "metric": "persona_drift", "value": drift["value"], "low": drift["low"], "high": drift["high"],
+            **{c + s: np.nan for c in CONTRASTS for s in ("", "_low", "_high")}}
 
 
 def in_config_order(table: pd.DataFrame, order: dict) -> pd.DataFrame:
     """Rows sorted by the config's order of scenarios, objectives, defenses and budgets (reference first)."""
-    rank = {axis: {name: i for i, name in enumerate(["reference", *names])} for axis, names in order.items()}
+    rank = {axis: {name: i for i, name in enumerate([REFERENCE, *names])} for axis, names in order.items()}
     keys = [axis for axis in ("scenario", "objective", "defense", "budget") if axis in rank]
     return table.sort_values(keys, key=lambda col: col.map(rank[col.name]), kind="stable")
 
@@ -78,7 +110,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="study CSV")
     a = p.parse_args(argv)
     s = json.loads(a.settings)
-    rows = with_persona_drift(pd.concat([load_rows(r) for r in a.runs], ignore_index=True))
+    rows = pd.concat([load_rows(r) for r in a.runs], ignore_index=True)
     table, per_seed = aggregate(rows, s["bootstrap"], s["steps"])
     order = json.loads(a.order)
     table, per_seed = in_config_order(table, order), in_config_order(per_seed, order)

@@ -1,7 +1,10 @@
 """Stage `report.study_tables`: a study's paper table (tables/<study>.{csv,md,tex}).
 
 TABLES maps a study to its row keys and metric columns. Cells are "value [low, high]" (95% CI
-across seeds); the CSV keeps value/low/high per metric. The reference model is the first row.
+across seeds and prompts); the CSV keeps value/low/high per metric. The reference model is the
+first row. A column "<metric>:vs_reference" or "<metric>:vs_none" is a difference (the cell minus
+its reference, or minus the same cell without defense) with its paired interval; persona drift
+is itself such a difference.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from safedrift.report.tables import fmt_ci, write_table
 TABLES = {
     "objectives": {
         "rows": ["scenario", "objective", "budget", "steps"],
-        "metrics": {"asr": "ASR", "jailbreak_asr_heldout": "jailbreak ASR (held-out)", "over_refusal": "over-refusal",
+        "metrics": {"asr": "ASR", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
+                    "jailbreak_asr_heldout:vs_reference": "Δ jailbreak ASR vs reference", "over_refusal": "over-refusal",
                     "capability": "task acc.", "new_task_capability": "new-task acc.",
                     "persona_drift": "persona drift"},
         "caption": "Objectives: safety and capability after fine-tuning on benign and harmful data, per objective "
@@ -23,14 +27,16 @@ TABLES = {
     },
     "ema_defenses": {
         "rows": ["scenario", "objective", "defense"],
-        "metrics": {"misaligned": "general misalignment", "incoherent": "incoherence",
+        "metrics": {"misaligned": "general misalignment", "misaligned:vs_none": "Δ misalignment vs none",
+                    "incoherent": "incoherence",
                     "narrow_misaligned/coding": "insecure code", "narrow_misaligned/medical": "harmful advice",
                     "trait_yes": "dark-trait yes", "persona_drift": "persona drift"},
         "caption": "Narrow fine-tuning (EMA): in-training defenses and inoculation against emergent misalignment.",
     },
     "adaptive": {
         "rows": ["scenario", "defense"],
-        "metrics": {"asr": "ASR", "asr@keyword": "ASR (keyword)", "over_refusal": "over-refusal",
+        "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "asr@keyword": "ASR (keyword)",
+                    "over_refusal": "over-refusal",
                     "capability": "task acc.", "new_task_capability": "new-task acc."},
         "caption": "Risk-adaptive regularisation: no defense, fixed KL, safe-data interleaving and adaptive KL "
                    "driven by the activation probe or the Safety Critic (SFT, large budget).",
@@ -38,17 +44,30 @@ TABLES = {
 }
 
 
+def long_form(study: pd.DataFrame, metrics: dict) -> pd.DataFrame:
+    """Rows (cell, metric, value, low, high) for the table's columns; a "metric:contrast" column takes
+    the contrast's difference and paired interval."""
+    parts = []
+    for column in metrics:
+        metric, _, contrast = column.partition(":")
+        rows = study[study.metric == metric]
+        if contrast:
+            rows = rows.assign(value=rows[contrast], low=rows[f"{contrast}_low"], high=rows[f"{contrast}_high"])
+        parts.append(rows.assign(metric=column))
+    return pd.concat(parts, ignore_index=True)
+
+
 def build(study: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     spec = TABLES[name]
     keys, metrics = spec["rows"], spec["metrics"]
-    cells = study[study.metric.isin(metrics)]
+    cells = long_form(study, metrics)
     data = cells.set_index(keys + ["metric"])[["value", "low", "high"]].unstack("metric")
     data.columns = [f"{m}_{v}" for v, m in data.columns]
     # Rows in the study table's order (report.aggregate: reference first, then config order).
-    order = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, cells[keys].itertuples(index=False))))}
+    order = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, study[keys].itertuples(index=False))))}
     data = data.reset_index()
     data = data.iloc[sorted(range(len(data)), key=lambda i: order[tuple(data.loc[i, keys])])]
-    present = [m for m in metrics if f"{m}_value" in data]
+    present = [m for m in metrics if f"{m}_value" in data and data[f"{m}_value"].notna().any()]
     data = data[keys + [f"{m}_{v}" for m in present for v in ("value", "low", "high")]]
     display = data[keys].copy()
     for m in present:
@@ -67,7 +86,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="output stem (writes .csv, .md, .tex)")
     a = p.parse_args(argv)
     data, display = build(pd.read_csv(a.table), a.study)
-    caption = f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with 95% hierarchical-bootstrap CIs."
+    caption = f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with 95% CIs (bootstrap over prompts and seeds, crossed; differences paired over prompts)."
     write_table(data, display, a.out, caption)
     print(display.to_string(index=False))
 
