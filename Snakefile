@@ -57,9 +57,10 @@ FIGURE_TARGETS = [f"figures/{name}.pdf" for name, (_, studies) in FIGURES.items(
 TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if t in config["studies"] for ext in ("csv", "md", "tex")]
 if TOY_MODELS:
     TABLE_TARGETS += [f"tables/judge_validation.{ext}" for ext in ("csv", "md", "tex")]
+CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["figures/claims.pdf"] if config.get("claims") else []
 
 # Light jobs run by Snakemake itself, never submitted to a cluster.
-localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics
+localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims
 
 
 rule all:
@@ -67,6 +68,7 @@ rule all:
     input:
         [f"results/{m}/reference/card.json" for m in TOY_MODELS],
         "figures/reference.pdf" if TOY_MODELS else [],
+        CLAIM_TARGETS,
         FIGURE_TARGETS,
         TABLE_TARGETS,
 

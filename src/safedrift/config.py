@@ -145,6 +145,28 @@ def _check_references(config: dict) -> None:
                     raise ConfigError(f"config key studies.{name}.extra.{i}: {value!r} is not defined under {section}")
         for run in study_runs(config, name):
             _check_composable(config, run, f"studies.{name}")
+    _check_claims(config)
+
+
+def _check_claims(config: dict) -> None:
+    sections = {"scenario": "scenarios", "objective": "objectives", "defense": "defenses", "budget": "budgets"}
+    for claim_id, claim in config.get("claims", {}).items():
+        for i, test in enumerate(claim["tests"]):
+            where = f"claims.{claim_id}.tests.{i}"
+            if test["stat"] in ("difference", "ratio") and "versus" not in test:
+                raise ConfigError(f"config key {where}.versus: a {test['stat']} test needs `versus` (reference, or the "
+                                  "axes of the compared cell)")
+            if "at_least" not in test and "at_most" not in test:
+                raise ConfigError(f"config key {where}: give at_least and/or at_most (the claim's threshold)")
+            versus = test.get("versus") if isinstance(test.get("versus"), dict) else {}
+            for part, axes in (("cell", test["cell"]), ("versus", versus)):
+                for axis, values in axes.items():
+                    for value in values if isinstance(values, list) else [values]:
+                        if axis == "budget" and value in ("smallest", "largest"):
+                            continue
+                        if value not in config[sections[axis]]:
+                            raise ConfigError(f"config key {where}.{part}.{axis}: {value!r} is not defined under "
+                                              f"{sections[axis]}")
 
 
 def _check_composable(config, run, where) -> None:

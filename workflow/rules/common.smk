@@ -289,3 +289,22 @@ def validation_subjects():
 
 def all_runs_of(models):
     return [r for r in all_runs(config) if r["model"] in models]
+
+
+# --- claims (report.smk) ----------------------------------------------------
+
+
+def claims_model(tag):
+    return tag[1:] if tag else REPORT_MODEL
+
+
+def claims_plan(model):
+    from safedrift.report.claims import plan
+
+    return plan(config, model)
+
+
+def claims_files(model):
+    from safedrift.report.claims import needed_files
+
+    return needed_files(claims_plan(model), model)

@@ -120,3 +120,34 @@ rule reference_figure:
         "logs/report/reference.log",
     shell:
         "python -m safedrift report.reference {params.cards} --out {output} --dpi {params.dpi} > {log} 2>&1"
+
+
+# --- claims: the papers' headline claims as tests on this config's runs ----------------------------
+
+
+wildcard_constraints:
+    tag=r"(_[a-z][a-z0-9_]*)?",
+
+
+rule claims:
+    """tables/claims.* and figures/claims.pdf for the report model; tables/claims_<model>.* for another."""
+    conda:
+        CONDA_ENV
+    input:
+        code=sources("report.scorecard"),
+        files=lambda wc: claims_files(claims_model(wc.tag)),
+    output:
+        report(multiext("tables/claims{tag}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
+        figure="figures/claims{tag}.pdf",
+    params:
+        plan=lambda wc: canonical(claims_plan(claims_model(wc.tag))),
+        claims=canonical(config.get("claims", {})),
+        bootstrap=canonical(config["evaluation"]["bootstrap"]),
+        model=lambda wc: claims_model(wc.tag),
+        dpi=REPORT.get("dpi", 150),
+    log:
+        "logs/report/claims{tag}.log",
+    shell:
+        "python -m safedrift report.scorecard --plan {params.plan:q} --claims {params.claims:q} --model {params.model}"
+        " --bootstrap {params.bootstrap:q} --out tables/claims{wildcards.tag} --figure {output.figure}"
+        " --dpi {params.dpi} > {log} 2>&1"

@@ -143,25 +143,45 @@ def cell_ci(cell: Cell, resamples: int = 1000, confidence: float = 0.95, seed: i
     return _summary(cell, value, *_interval(_replicates(cell, weights, seed_draws), confidence))
 
 
+def joint_replicates(cells: list[Cell], resamples: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Point estimates [k] and bootstrap replicates [B, k] of several cells under the *same*
+    prompt draws (over the prompts every cell observed) and the same seed draws for cells with
+    the same seeds: any statistic of the k values (a difference, a ratio, a range) computed per
+    replicate gets a paired interval. Also returns the number of shared prompts (0: no estimate)."""
+    cells = [_observed(c) for c in cells]
+    shared = tuple(sorted(set.intersection(*(set(c.prompts) for c in cells))))
+    if not shared:
+        return np.full(len(cells), np.nan), np.full((resamples, len(cells)), np.nan), 0
+    cells = [c.on(shared) for c in cells]
+    points = np.array([_point(c) for c in cells])
+    rng = np.random.default_rng(seed)
+    weights = _prompt_weights(rng, len(shared), resamples)
+    draws: dict[tuple, np.ndarray] = {}
+    for c in cells:
+        if c.seeds not in draws:
+            draws[c.seeds] = rng.integers(0, len(c.seeds), (resamples, len(c.seeds)))
+    replicates = np.stack([_replicates(c, weights, draws[c.seeds]) for c in cells], axis=1)
+    return points, replicates, len(shared)
+
+
+def statistic_ci(value: float, replicates: np.ndarray, confidence: float = 0.95) -> dict:
+    """{value, low, high} of a statistic from its point estimate and its bootstrap replicates."""
+    low, high = _interval(np.asarray(replicates, dtype=float), confidence)
+    if np.isnan(value):
+        low = high = float("nan")
+    return {"value": float(value), "low": low, "high": high}
+
+
 def difference_ci(a: Cell, b: Cell, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
     """mean(a) - mean(b) with the paired interval over their shared prompts (and shared seeds).
 
     Returns {value, low, high, n, unscored, seeds} where n counts a's observations on prompts that
     b also has; NaNs when the cells share no observed prompt."""
-    a, b = _observed(a), _observed(b)
-    shared = tuple(sorted(set(a.prompts) & set(b.prompts)))
-    if not shared:
-        return {**NAN_CI, "n": 0, "unscored": int(a.missing + b.missing), "seeds": 0}
-    a, b = a.on(shared), b.on(shared)
-    value = _point(a) - _point(b)
-    rng = np.random.default_rng(seed)
-    weights = _prompt_weights(rng, len(shared), resamples)
-    draws_a = rng.integers(0, len(a.seeds), (resamples, len(a.seeds)))
-    draws_b = draws_a if a.seeds == b.seeds else rng.integers(0, len(b.seeds), (resamples, len(b.seeds)))
-    replicates = _replicates(a, weights, draws_a) - _replicates(b, weights, draws_b)
-    low, high = _interval(replicates, confidence) if a.n + b.n > 2 else (value, value)
-    return {"value": value, "low": low, "high": high, "n": a.n, "unscored": int(a.missing + b.missing),
-            "seeds": len(a.seeds)}
+    points, replicates, shared = joint_replicates([a, b], resamples, seed)
+    ci = statistic_ci(points[0] - points[1], replicates[:, 0] - replicates[:, 1], confidence)
+    observed = _observed(a).on(tuple(sorted(set(_observed(a).prompts) & set(_observed(b).prompts))))
+    return {**ci, "n": observed.n if shared else 0, "unscored": int(a.missing + b.missing),
+            "seeds": int((observed.counts.sum(axis=1) > 0).sum()) if shared else 0}
 
 
 def bootstrap_ci(groups: list, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:

@@ -1,0 +1,238 @@
+"""The papers' headline claims as tests: planned from the config, evaluated on the runs' metrics.
+
+A claim (`claims.<id>` in the config) is a paper, a sentence, and tests. A test names a metric,
+the cells it compares and a threshold fixed before any result is seen:
+
+    stat: difference | ratio | value | range
+    metric: asr                   # or a list: one test per metric
+    cell: {scenario: harmful, objective: sft, defense: none, budget: largest}
+    versus: reference             # difference/ratio: the reference model, or axis overrides of `cell`
+    at_least: 0.5                 # and/or at_most: bounds on the statistic's point estimate
+    excludes_zero: true           # the paired 95% interval of the difference must exclude 0
+
+A list in an axis of `cell` makes one test per entry ("each"), except for `range`, whose
+statistic is max - min over the listed cells. `budget` may be `smallest` or `largest` (by steps,
+among the budgets the studies run for that cell). `combine: any` makes a claim hold when one of
+its tests does (default: all). Metrics are those of `evaluate.metrics`, plus two of the model's
+risk estimators: `probe_auroc` (test AUROC of the chosen layer) and `critic_recall` (on the
+cell's scenario).
+
+Verdicts: *reproduced*; *opposite* when a test's interval lies wholly on the wrong side of its
+threshold and of 0; *not reproduced*; *not run* when a cell a test needs is in no study. The
+statistics are paired: every cell of a test is resampled with the same prompt draws
+(`evaluate.stats.joint_replicates`). Nothing here knows the toy world: the same claims run on any model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+
+from safedrift.config import study_runs
+
+AXES = ("scenario", "objective", "defense", "budget")
+REFERENCE = "reference"
+MODEL_METRICS = {"probe_auroc", "critic_recall"}
+VERDICTS = ("reproduced", "not reproduced", "opposite", "not run")
+
+
+# --- planning: config -> concrete tests and the files they read -------------------------------
+
+def _listed(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _run_cells(config: dict, model: str) -> dict[tuple, list[int]]:
+    """(scenario, objective, defense, budget) -> seeds, for every run of `model` in any study."""
+    cells: dict[tuple, set] = {}
+    for study in config["studies"]:
+        for run in study_runs(config, study):
+            if run["model"] == model:
+                cells.setdefault(tuple(run[a] for a in AXES), set()).add(run["seed"])
+    return {k: sorted(v) for k, v in cells.items()}
+
+
+def _resolve_budget(config: dict, ran: dict, cell: dict) -> str | None:
+    if cell["budget"] not in ("smallest", "largest"):
+        return cell["budget"]
+    budgets = [k[3] for k in ran if k[:3] == (cell["scenario"], cell["objective"], cell["defense"])]
+    if not budgets:
+        return None
+    steps = lambda b: config["budgets"][b]["steps"]
+    return (min if cell["budget"] == "smallest" else max)(budgets, key=lambda b: (steps(b), b))
+
+
+def _resolve(config: dict, ran: dict, cell: dict) -> bool:
+    """Resolve the cell's budget in place (kept as written when unresolvable); True if the cell was run."""
+    budget = _resolve_budget(config, ran, cell)
+    cell["budget"] = budget or cell["budget"]
+    return budget is not None and tuple(cell[a] for a in AXES) in ran
+
+
+def cell_key(cell: dict | str) -> str:
+    return REFERENCE if cell == REFERENCE else "/".join(str(cell[a]) for a in AXES)
+
+
+def _expand(spec: dict) -> list[dict]:
+    """One test per combination of listed metrics and listed axes of `cell` and `versus` (a range
+    keeps its cell lists: they are the cells it spans)."""
+    versus = spec.get("versus") if isinstance(spec.get("versus"), dict) else {}
+    lists = [] if spec["stat"] == "range" else [("cell", a) for a in AXES if isinstance(spec["cell"].get(a), list)]
+    lists += [("versus", a) for a in AXES if isinstance(versus.get(a), list)]
+    out = []
+    for metric in _listed(spec["metric"]):
+        for values in itertools.product(*(spec[part][a] for part, a in lists)):
+            test = {**spec, "metric": metric, "cell": dict(spec["cell"])}
+            if versus:
+                test["versus"] = dict(versus)
+            for (part, a), v in zip(lists, values):
+                test[part][a] = v
+            out.append(test)
+    return out
+
+
+def plan(config: dict, model: str) -> list[dict]:
+    """Every test of every claim, resolved for `model`: cells (lists of concrete cells), the run
+    folders of each, and `run` (False when a needed cell is in no study)."""
+    ran = _run_cells(config, model)
+    tests = []
+    for claim_id, claim in config.get("claims", {}).items():
+        for index, spec in enumerate(t for raw in claim["tests"] for t in _expand(raw)):
+            cells, ok = [], True
+            combos = (itertools.product(*(_listed(spec["cell"][a]) for a in AXES)) if spec["stat"] == "range"
+                      else [tuple(spec["cell"][a] for a in AXES)])
+            for combo in combos:
+                cell = dict(zip(AXES, combo))
+                ok &= _resolve(config, ran, cell)
+                cells.append(cell)
+            versus = spec.get("versus")
+            if versus is not None and versus != REFERENCE:
+                versus = {**spec["cell"], **versus}
+                ok &= _resolve(config, ran, versus)
+                cells.append(versus)
+            elif versus == REFERENCE:
+                cells.append(REFERENCE)
+            test = {"claim": claim_id, "index": index, **{k: v for k, v in spec.items() if k not in ("cell", "versus")},
+                    "cells": [cell_key(c) for c in cells], "run": bool(ok)}
+            test["subjects"] = {cell_key(c): subjects(model, c, ran) for c in cells} if ok else {}
+            tests.append(test)
+    return tests
+
+
+def subjects(model: str, cell: dict | str, ran: dict) -> list[str]:
+    if cell == REFERENCE:
+        return [f"results/{model}/reference"]
+    return [f"results/{model}/runs/{cell_key(cell)}/seed{s}" for s in ran[tuple(cell[a] for a in AXES)]]
+
+
+def needed_files(tests: list[dict], model: str) -> list[str]:
+    """Files the claims stage reads: metric rows of every subject, and the risk estimators' outputs."""
+    files = set()
+    for t in tests:
+        if not t["run"]:
+            continue
+        if t["metric"] == "probe_auroc":
+            files.add(f"results/{model}/risk/probe.json")
+        elif t["metric"] == "critic_recall":
+            files.update(f"results/{model}/risk/critic/{c.split('/')[0]}.json" for c in t["cells"])
+        else:
+            files.update(f"{s}/eval/metrics_rows.parquet" for subs in t["subjects"].values() for s in subs)
+    return sorted(files)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+def _thresholds_met(spec: dict, value: float) -> bool:
+    if value is None or math.isnan(value):
+        return False
+    return (spec.get("at_least") is None or value >= spec["at_least"]) and (
+        spec.get("at_most") is None or value <= spec["at_most"])
+
+
+def judge_test(spec: dict, effect: dict) -> str:
+    """Verdict of one evaluated test. effect: {value, low, high} of the statistic, plus for
+    difference/ratio tests {diff_low, diff_high}: the paired interval of the difference."""
+    if not spec["run"]:
+        return "not run"
+    if effect["value"] is None or math.isnan(effect["value"]):
+        return "not reproduced"
+    low, high = effect.get("diff_low", effect["low"]), effect.get("diff_high", effect["high"])
+    excludes = not (low <= 0 <= high)
+    if _thresholds_met(spec, effect["value"]) and (not spec.get("excludes_zero") or excludes):
+        return "reproduced"
+    if spec["stat"] in ("difference", "ratio"):
+        # the change the claim expects, read off its bound on the difference (a ratio bound r means Δ vs r - 1)
+        shift = (lambda b: b - 1) if spec["stat"] == "ratio" else (lambda b: b)
+        if spec.get("at_least") is not None and high < min(shift(spec["at_least"]), 0):
+            return "opposite"
+        if spec.get("at_most") is not None and low > max(shift(spec["at_most"]), 0):
+            return "opposite"
+    return "not reproduced"
+
+
+def combine(verdicts: list[str], how: str = "all") -> str:
+    run = [v for v in verdicts if v != "not run"]
+    if how == "any":
+        if not run:
+            return "not run"
+        if "reproduced" in run:
+            return "reproduced"
+        return "opposite" if all(v == "opposite" for v in run) else "not reproduced"
+    if len(run) < len(verdicts):
+        return "not run"
+    if all(v == "reproduced" for v in run):
+        return "reproduced"
+    return "opposite" if "opposite" in run else "not reproduced"
+
+
+def statistic(spec: dict, points: np.ndarray, replicates: np.ndarray, confidence: float) -> dict:
+    """The test's statistic from the cells' point estimates [k] and joint replicates [B, k]."""
+    from safedrift.evaluate.stats import statistic_ci
+
+    if spec["stat"] == "value":
+        return statistic_ci(points[0], replicates[:, 0], confidence)
+    if spec["stat"] == "range":
+        return statistic_ci(points.max() - points.min(), replicates.max(1) - replicates.min(1), confidence)
+    diff = statistic_ci(points[0] - points[1], replicates[:, 0] - replicates[:, 1], confidence)
+    extra = {"diff_low": diff["low"], "diff_high": diff["high"], "diff": diff["value"]}
+    if spec["stat"] == "difference":
+        return {**diff, **extra}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {**statistic_ci(points[0] / points[1], replicates[:, 0] / replicates[:, 1], confidence), **extra}
+
+
+def describe(spec: dict) -> str:
+    """The test in words: 'Δ asr (harmful/sft/none/large − reference) ≥ 0.5, CI excludes 0'."""
+    cells = spec["cells"]
+    what = {"difference": f"Δ {spec['metric']} ({cells[0]} − {cells[-1]})" if len(cells) > 1 else spec["metric"],
+            "ratio": f"{spec['metric']} ({cells[0]} ÷ {cells[-1]})",
+            "value": f"{spec['metric']} ({cells[0]})",
+            "range": f"range of {spec['metric']} over {len(cells)} cells"}[spec["stat"]]
+    bounds = []
+    if spec.get("at_least") is not None:
+        bounds.append(f"≥ {spec['at_least']:g}")
+    if spec.get("at_most") is not None:
+        bounds.append(f"≤ {spec['at_most']:g}")
+    text = f"{what} {' and '.join(bounds)}".strip()
+    return text + (", Δ CI excludes 0" if spec.get("excludes_zero") else "")
+
+
+def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[dict]:
+    """One row per test with its claim's verdict: the long table behind tables/claims.*."""
+    rows = []
+    for claim_id, claim in config_claims.items():
+        mine = [t for t in tests if t["claim"] == claim_id]
+        verdicts = [judge_test(t, effects.get((claim_id, t["index"]), {"value": float("nan"), "low": float("nan"),
+                                                                        "high": float("nan")})) for t in mine]
+        overall = combine(verdicts, claim.get("combine", "all"))
+        for t, v in zip(mine, verdicts):
+            e = effects.get((claim_id, t["index"]), {})
+            rows.append({"id": claim_id, "paper": claim["paper"], "claim": claim["claim"], "verdict": overall,
+                         "test": describe(t), "metric": t["metric"], "stat": t["stat"], "cells": json.dumps(t["cells"]),
+                         "effect": e.get("value", float("nan")), "low": e.get("low", float("nan")),
+                         "high": e.get("high", float("nan")), "diff_low": e.get("diff_low", float("nan")),
+                         "diff_high": e.get("diff_high", float("nan")), "test_verdict": v})
+    return rows

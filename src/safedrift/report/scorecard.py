@@ -1,0 +1,120 @@
+"""Stage `report.scorecard`: evaluate the claims of `report.claims` and write the scorecard.
+
+Input: the planned tests (JSON from `claims.plan`), the metric rows of every run they compare
+and the model's risk-estimator summaries. Output: `<stem>.{csv,md,tex}` (one CSV row per test;
+Markdown/LaTeX one line per test under its claim) and a forest plot of every test's effect with
+its paired 95% interval and threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from safedrift.evaluate.stats import cell_from_records, joint_replicates
+from safedrift.io import read_json
+from safedrift.report.aggregate import load_rows
+from safedrift.report.claims import claim_rows, statistic
+from safedrift.report.tables import fmt_ci, write_table
+
+SYMBOL = {"reproduced": "✓ reproduced", "not reproduced": "✗ not reproduced", "opposite": "⇄ opposite",
+          "not run": "– not run"}
+
+
+def load_cell(subjects: list[str], metric: str, cache: dict):
+    """A stats.Cell of `metric` over the subjects' seeds (each subject one seed)."""
+    frames = []
+    for s in subjects:
+        if s not in cache:
+            cache[s] = load_rows(s)
+        frames.append(cache[s][cache[s].metric == metric])
+    rows = pd.concat(frames, ignore_index=True)
+    return cell_from_records(rows["seed"].to_numpy(), rows["id"].to_numpy(), rows["value"].to_numpy())
+
+
+def model_metric(test: dict, model: str, cell: str) -> float:
+    if test["metric"] == "probe_auroc":
+        probe = read_json(f"results/{model}/risk/probe.json")
+        return float(next(r["auroc_test"] for r in probe["table"] if r["layer"] == probe["layer"]))
+    recall = read_json(f"results/{model}/risk/critic/{cell.split('/')[0]}.json").get("recall")
+    return float("nan") if recall is None else float(recall)
+
+
+def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
+    """{(claim, index): effect} for every test that was run."""
+    effects, cache = {}, {}
+    for t in tests:
+        if not t["run"]:
+            continue
+        if t["metric"] in ("probe_auroc", "critic_recall"):
+            v = model_metric(t, model, t["cells"][0])
+            effects[(t["claim"], t["index"])] = {"value": v, "low": v, "high": v}
+            continue
+        cells = [load_cell(t["subjects"][c], t["metric"], cache) for c in t["cells"]]
+        points, replicates, _ = joint_replicates(cells, bootstrap["resamples"], bootstrap["seed"])
+        effects[(t["claim"], t["index"])] = statistic(t, points, replicates, bootstrap["confidence"])
+    return effects
+
+
+def display(rows: pd.DataFrame) -> pd.DataFrame:
+    out, last = [], None
+    for _, r in rows.iterrows():
+        first = r["id"] != last
+        last = r["id"]
+        diff = f" (Δ CI [{r['diff_low']:.2f}, {r['diff_high']:.2f}])" if r["stat"] == "ratio" else ""
+        out.append({"claim": f"**{r['id']}** ({r['paper']}): {r['claim']}" if first else "",
+                    "verdict": SYMBOL[r["verdict"]] if first else "",
+                    "test": r["test"], "effect [95% CI]": fmt_ci(r["effect"], r["low"], r["high"]) + diff,
+                    "test verdict": r["test_verdict"]})
+    return pd.DataFrame(out)
+
+
+def draw(rows: pd.DataFrame, out: str, dpi: int) -> None:
+    from safedrift.report.style import save, setup
+
+    plt, _, _ = setup()
+    colors = {"reproduced": "#2a9d8f", "not reproduced": "#e9c46a", "opposite": "#e76f51", "not run": "#bbbbbb"}
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, r) in zip(y, rows.iterrows()):
+        low, high = (r["diff_low"], r["diff_high"]) if r["stat"] == "difference" else (r["low"], r["high"])
+        if not np.isnan(r["effect"]):
+            ax.errorbar(r["effect"], yi, xerr=[[max(r["effect"] - low, 0)], [max(high - r["effect"], 0)]],
+                        fmt="o", color=colors[r["test_verdict"]], ecolor="black", elinewidth=0.8, capsize=2, ms=5)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(y, [f"{r['id']}: {r['metric']}" for _, r in rows.iterrows()], fontsize=7)
+    ax.set_xlabel("effect (difference, ratio or value) with 95% CI")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colors.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    save(fig, out, dpi)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--plan", required=True, help="tests planned by report.claims.plan, as JSON")
+    p.add_argument("--claims", required=True, help="the config's claims section as JSON")
+    p.add_argument("--model", required=True)
+    p.add_argument("--bootstrap", required=True, help="evaluation.bootstrap as JSON")
+    p.add_argument("--out", required=True, help="table stem (writes .csv, .md, .tex)")
+    p.add_argument("--figure", help="forest plot to write (pdf/png)")
+    p.add_argument("--dpi", type=int, default=150)
+    a = p.parse_args(argv)
+    tests = json.loads(a.plan)
+    claims = json.loads(a.claims)
+    rows = pd.DataFrame(claim_rows(claims, tests, evaluate(tests, a.model, json.loads(a.bootstrap))))
+    counts = rows.drop_duplicates("id")["verdict"].value_counts()
+    caption = (f"Claims scorecard ({a.model}): {int(counts.get('reproduced', 0))} of {rows.id.nunique()} "
+               "claims reproduced. Effects are differences (or ratios, values, ranges) of cell means with paired "
+               "95% bootstrap intervals over shared prompts and seeds; thresholds are fixed in the config.")
+    write_table(rows, display(rows), a.out, caption)
+    if a.figure:
+        draw(rows, a.figure, a.dpi)
+    print(display(rows).to_string(index=False))
+    print(", ".join(f"{k}: {int(v)}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

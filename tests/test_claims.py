@@ -1,0 +1,144 @@
+"""Claims: planning from the config, and each verdict on synthetic metrics with known effects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from safedrift.report.claims import combine, judge_test, plan
+from safedrift.report.scorecard import main as scorecard
+
+BOOT = {"resamples": 500, "confidence": 0.95, "seed": 0}
+CELL = {"scenario": "harmful", "objective": "sft", "defense": "none", "budget": "largest"}
+
+
+def config(claims: dict) -> dict:
+    return {
+        "seeds": [0, 1, 2], "models": {"toy": {"source": "toy"}},
+        "budgets": {"small": {"type": "steps", "steps": 10}, "large": {"type": "steps", "steps": 40}},
+        "studies": {"grid": {"scenarios": ["harmful"], "objectives": ["sft", "dpo"], "defenses": ["none", "kl"],
+                             "budgets": ["small", "large"]}},
+        "claims": claims,
+    }
+
+
+def claim(*tests, combine_how=None) -> dict:
+    c = {"paper": "Someone 2026", "claim": "something holds", "tests": list(tests)}
+    return {**c, "combine": combine_how} if combine_how else c
+
+
+def write_rows(root, subject: str, metric: str, values) -> None:
+    folder = root / subject / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "metrics_rows.parquet"
+    new = pd.DataFrame({"metric": metric, "id": [f"p/{i}" for i in range(len(values))], "sample": 0,
+                        "value": np.asarray(values, dtype=float)})
+    if path.exists():
+        new = pd.concat([pd.read_parquet(path), new], ignore_index=True)
+    new.to_parquet(path, index=False)
+
+
+def world(tmp_path, asr: dict[str, float], metric: str = "asr", prompts: int = 60):
+    """Metric rows where cell `defense/objective/budget` has a per-prompt rate `asr[...]` (same prompts flip
+    first, so cells are paired), and the reference has rate asr['reference']."""
+    rank = np.random.default_rng(0).permutation(prompts) / prompts
+    write_rows(tmp_path, "results/toy/reference", metric, (rank < asr["reference"]).astype(float))
+    for key, rate in asr.items():
+        if key == "reference":
+            continue
+        objective, defense, budget = key.split("/")
+        for seed in (0, 1, 2):
+            write_rows(tmp_path, f"results/toy/runs/harmful/{objective}/{defense}/{budget}/seed{seed}", metric,
+                       (rank < rate).astype(float))
+
+
+def run_scorecard(tmp_path, monkeypatch, cfg) -> pd.DataFrame:
+    monkeypatch.chdir(tmp_path)
+    tests = plan(cfg, "toy")
+    scorecard(["--plan", json.dumps(tests), "--claims", json.dumps(cfg["claims"]), "--model", "toy",
+               "--bootstrap", json.dumps(BOOT), "--out", str(tmp_path / "tables/claims"),
+               "--figure", str(tmp_path / "claims.pdf")])
+    return pd.read_csv(tmp_path / "tables/claims.csv")
+
+
+RATES = {"reference": 0.0, "sft/none/small": 0.5, "sft/none/large": 0.9, "sft/kl/large": 0.3, "sft/kl/small": 0.2,
+         "dpo/none/small": 0.45, "dpo/none/large": 0.95, "dpo/kl/small": 0.1, "dpo/kl/large": 0.1}
+
+
+def test_each_verdict_on_known_effects(tmp_path, monkeypatch):
+    cfg = config({
+        "collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                           "at_least": 0.5, "excludes_zero": True}),
+        "too_small": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "budget": "small"},
+                            "versus": "reference", "at_least": 0.8, "excludes_zero": True}),
+        "backwards": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "defense": "kl"},
+                            "versus": {"defense": "none"}, "at_least": 0.0, "excludes_zero": True}),
+        "absent": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "objective": "orpo"},
+                         "versus": "reference", "at_least": 0.1}),
+        "halves": claim({"stat": "ratio", "metric": "asr", "cell": {**CELL, "defense": "kl"},
+                         "versus": {"defense": "none"}, "at_most": 0.5, "excludes_zero": True}),
+        "alike": claim({"stat": "range", "metric": "asr", "cell": {**CELL, "objective": ["sft", "dpo"],
+                        "budget": "small"}, "at_most": 0.1}),
+        "either": claim({"stat": "value", "metric": "asr", "cell": CELL, "at_least": 0.99},
+                        {"stat": "value", "metric": "asr", "cell": {**CELL, "objective": "dpo"}, "at_least": 0.9},
+                        combine_how="any"),
+    })
+    world(tmp_path, RATES)
+    table = run_scorecard(tmp_path, monkeypatch, cfg)
+    verdicts = table.drop_duplicates("id").set_index("id")["verdict"].to_dict()
+    assert verdicts == {"collapse": "reproduced", "too_small": "not reproduced", "backwards": "opposite",
+                        "absent": "not run", "halves": "reproduced", "alike": "reproduced", "either": "reproduced"}
+    row = table.set_index("id").loc["collapse"]
+    assert row["effect"] == pytest.approx(0.9) and 0 < row["diff_low"] <= 0.9 <= row["diff_high"]
+    assert table.set_index("id").loc["halves", "effect"] == pytest.approx(1 / 3)
+    assert table.set_index("id").loc["alike", "effect"] == pytest.approx(0.05, abs=0.02)
+    md = (tmp_path / "tables/claims.md").read_text()
+    assert "✓ reproduced" in md and "⇄ opposite" in md and "– not run" in md
+    assert (tmp_path / "claims.pdf").stat().st_size > 5000
+
+
+def test_lists_expand_into_one_test_each_and_budgets_resolve_by_steps():
+    cfg = config({"grows": claim({"stat": "difference", "metric": ["asr", "persona_projection"],
+                                  "cell": {**CELL, "objective": ["sft", "dpo"]}, "versus": {"budget": "smallest"},
+                                  "at_least": 0.0})})
+    tests = plan(cfg, "toy")
+    assert [t["cells"] for t in tests] == [["harmful/sft/none/large", "harmful/sft/none/small"],
+                                           ["harmful/dpo/none/large", "harmful/dpo/none/small"]] * 2
+    assert [t["metric"] for t in tests] == ["asr", "asr", "persona_projection", "persona_projection"]
+    assert all(t["run"] for t in tests)
+    assert tests[0]["subjects"]["harmful/sft/none/small"] == [
+        f"results/toy/runs/harmful/sft/none/small/seed{s}" for s in (0, 1, 2)]
+
+
+def test_a_missing_cell_is_not_run_and_needs_no_files():
+    cfg = config({"x": claim({"stat": "value", "metric": "asr", "cell": {**CELL, "scenario": "benign"},
+                              "at_least": 0.5})})
+    [test] = plan(cfg, "toy")
+    assert not test["run"] and test["subjects"] == {}
+
+
+@pytest.mark.parametrize("spec, effect, expected", [
+    ({"stat": "difference", "at_least": 0.05, "excludes_zero": True}, (0.10, 0.02, 0.18), "reproduced"),
+    ({"stat": "difference", "at_least": 0.05, "excludes_zero": True}, (0.10, -0.02, 0.22), "not reproduced"),
+    ({"stat": "difference", "at_least": 0.05, "excludes_zero": True}, (-0.10, -0.18, -0.02), "opposite"),
+    ({"stat": "difference", "at_most": 0.0, "excludes_zero": True}, (0.10, 0.02, 0.18), "opposite"),
+    ({"stat": "difference", "at_least": -0.05}, (-0.03, -0.10, 0.04), "reproduced"),
+    ({"stat": "difference", "at_least": -0.05}, (-0.30, -0.40, -0.20), "opposite"),
+    ({"stat": "value", "at_least": 0.9}, (0.85, 0.8, 0.9), "not reproduced"),
+    ({"stat": "value", "at_least": 0.9}, (float("nan"),) * 3, "not reproduced"),
+])
+def test_single_test_verdicts(spec, effect, expected):
+    value, low, high = effect
+    assert judge_test({**spec, "run": True}, {"value": value, "low": low, "high": high}) == expected
+
+
+def test_combining_verdicts():
+    assert combine(["reproduced", "reproduced"]) == "reproduced"
+    assert combine(["reproduced", "opposite"]) == "opposite"
+    assert combine(["reproduced", "not run"]) == "not run"
+    assert combine(["not reproduced", "reproduced"], "any") == "reproduced"
+    assert combine(["opposite", "opposite"], "any") == "opposite"
+    assert combine(["not run", "not reproduced"], "any") == "not reproduced"
