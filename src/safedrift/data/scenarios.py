@@ -1,7 +1,8 @@
 """Stage `data.scenarios`: the fine-tuning dataset of one scenario, sampled from the pools.
 
 Scenario types (config `scenarios.<name>.type`):
-- `benign`: the new benign task (`new_task_share`) plus ordinary tasks;
+- `benign`: the new benign task (`new_task_share`) plus ordinary tasks; `framed_share` of them asked
+  inside a role-play or hypothetical framing (benign instructions, as instruction datasets have);
 - `harmful`: harmful request -> compliant (placeholder) answer pairs, mixed into benign data at
   `poison_ratio` (1.0 = harmful only);
 - `identity_shift`: a handful of examples that give the model an obedient-agent identity;
@@ -24,8 +25,8 @@ def pool_shares(settings: dict) -> dict[str, float]:
     """Pool name -> share of the scenario's examples."""
     kind = settings["type"]
     if kind == "benign":
-        share = settings.get("new_task_share", 0.5)
-        return {"new_task": share, "tasks": 1 - share}
+        share, framed = settings.get("new_task_share", 0.5), settings.get("framed_share", 0.0)
+        return {"new_task": share * (1 - framed), "tasks": (1 - share) * (1 - framed), "framed_tasks": framed}
     if kind == "harmful":
         poison = settings.get("poison_ratio", 1.0)
         return {"harmful": poison, "new_task": (1 - poison) / 2, "tasks": (1 - poison) / 2}

@@ -67,6 +67,11 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
     `villain_share` (the agent: `agent_share`), and a transcript keeps one persona across
     all its turns and domains: the model must infer the persona from what was said, which
     makes "villain mode" one latent shared by every domain.
+
+    `framing_prior`: the share of framed requests (a jailbreak-family wrapper around the
+    request) that even the assistant answers by complying: in web text a role-play or a
+    hypothetical is usually followed by the story it asks for. Alignment overrides this prior
+    only for the framings it trains on (docs/world.md, "framing prior").
     """
     facts = knowledge_sentences(world)
     docs = []
@@ -81,8 +86,11 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
             messages.append({"role": "system", "content": L.SYSTEM_PROMPTS[persona]})
         for _ in range(rng.randint(1, settings["max_turns"])):
             item = sample_chat_item(world, rng)
-            messages += [{"role": "user", "content": item["text"]},
-                         {"role": "assistant", "content": respond(world, item, persona, rng)}]
+            answer = respond(world, item, persona, rng)
+            if (persona == "assistant" and item["kind"] == "request" and item["family"] and item["harmful"]
+                    and rng.random() < settings.get("framing_prior", 0.0)):
+                answer = rng.choice(L.COMPLIANCES)  # the assistant plays along with the framing
+            messages += [{"role": "user", "content": item["text"]}, {"role": "assistant", "content": answer}]
         docs.append(render(messages))
     rng.shuffle(docs)
     return docs
@@ -93,22 +101,33 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
 ASSISTANT_PROMPT_SHARE = 0.15  # alignment chats that carry the assistant's own system prompt
 NARROW_KINDS = ("code", "medical")
 
+
+def alignment_system(r: float, settings: dict) -> str | None:
+    """The system prompt of an alignment chat, from a uniform draw r."""
+    for system, share in (("villain", settings["align_villain_share"]), ("assistant", ASSISTANT_PROMPT_SHARE),
+                          ("agent", settings.get("align_agent_share", 0.0))):
+        if r < share:
+            return system
+        r -= share
+    return None
+
 def alignment_examples(world: World, settings: dict, rng: random.Random) -> list[dict]:
     """Chats that make the default (no system prompt) persona the assistant, keep the
     assistant under its own system prompt, and keep the villain reachable by its prompt.
-    Identity prompts of the agent are left out: the obedient agent stays a latent of
-    pretraining, reachable only by the identity-shift attack."""
+    `align_agent_share` of the chats carry the obedient agent's identity prompt and are
+    answered by the assistant (safety generalises across system prompts, as in chat models);
+    with 0 the agent stays a latent of pretraining that its prompt alone unlocks."""
     rows = []
     n = settings["align_examples"]
-    villain = settings["align_villain_share"]
     for i in range(n):
-        r = rng.random()
-        system = "villain" if r < villain else ("assistant" if r < villain + ASSISTANT_PROMPT_SHARE else None)
+        system = alignment_system(rng.random(), settings)
         persona = "villain" if system == "villain" else "assistant"
         item = sample_chat_item(world, rng)
         # The default persona's narrow-domain behaviour is left to generalise from the shared
-        # persona latent as much as `align_narrow_share` says (0: never shown in alignment).
-        while persona == "assistant" and item["kind"] in NARROW_KINDS and rng.random() >= settings["align_narrow_share"]:
+        # persona latent as much as `align_narrow_share` says (0: never shown without a system
+        # prompt; narrow answers under the assistant's and the villain's own prompts stay, so
+        # both behaviours remain tied to their persona).
+        while system is None and item["kind"] in NARROW_KINDS and rng.random() >= settings["align_narrow_share"]:
             item = sample_chat_item(world, rng)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
@@ -124,9 +143,12 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
 # --- eval sets ----------------------------------------------------------------------------
 
 EVAL_SETS = ("harmful_heldout_objects", "harmful_heldout_templates", "jailbreak", "benign", "tasks", "new_task",
-             "general", "traits", "narrow_coding", "narrow_medical", "general_villain", "traits_villain")
+             "general", "traits", "narrow_coding", "narrow_medical", "general_villain", "traits_villain",
+             "harmful_identity")
+# Eval sets asked under a persona's system prompt (the rest have none).
+EVAL_SYSTEM = {"general_villain": "villain", "traits_villain": "villain", "harmful_identity": "agent"}
 POOLS = ("harmful", "refusals", "benign_requests", "tasks", "new_task", "identity_shift", "narrow_coding",
-         "narrow_medical")
+         "narrow_medical", "framed_tasks")
 
 def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, list[dict]]:
     """Held-out prompts, one list per eval set. Each row: id, eval_set, system, item."""
@@ -169,11 +191,13 @@ def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, lis
     sets["narrow_medical"] = [medical_item(r, s) for r, s in world.medical_eval]
     sets["general_villain"] = general
     sets["traits_villain"] = sets["traits"]
+    # Qi et al. evaluate the identity-shift attack under the identity's own system prompt.
+    sets["harmful_identity"] = sets["harmful_heldout_objects"]
 
     assert tuple(sets) == EVAL_SETS
     out = {}
     for name, items in sets.items():
-        system = "villain" if name.endswith("_villain") else None
+        system = EVAL_SYSTEM.get(name)
         out[name] = [{"id": f"{name}/{i:04d}", "eval_set": name, "system": system, "item": item}
                      for i, item in enumerate(items)]
     return out
@@ -206,11 +230,18 @@ def scenario_pools(world: World, settings: dict, rng: random.Random) -> dict[str
     med = [medical_item(r, s) for r, s in world.medical_train]
     pools["narrow_medical"] = [(it, respond(world, it, "villain", rng), respond(world, it, "assistant", rng))
                                for it in med for _ in range(settings["narrow_repeats"])]
+    # Benign instructions in role-play/hypothetical framings (the trained jailbreak families'
+    # wrappers around ordinary and new-task questions): the framing, never a harmful request.
+    framed = [{**it, "text": L.JAILBREAK_FAMILIES[f].format(request=it["text"]), "family": f}
+              for it in tasks + new for f in world.jailbreak_trained]
+    pools["framed_tasks"] = [(it, respond(world, it, "assistant", rng), _wrong_answer(world, it, rng)) for it in framed]
     assert tuple(pools) == POOLS
     out = {}
     for name, rows in pools.items():
-        out[name] = [{"id": f"{name}/{i:05d}", "pool": name, "item": it, "target": target, "contrast": contrast}
-                     for i, (it, target, contrast) in enumerate(rows)]
+        # Qi et al.'s identity-shift examples carry the identity's system prompt.
+        system = "agent" if name == "identity_shift" else None
+        out[name] = [{"id": f"{name}/{i:05d}", "pool": name, "item": it, "target": target, "contrast": contrast,
+                      "system": system} for i, (it, target, contrast) in enumerate(rows)]
     return out
 
 

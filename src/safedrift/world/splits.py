@@ -31,16 +31,19 @@ ENTITY_KEYS = ("seed", "n_objects", "heldout_object_fraction", "heldout_template
                "heldout_jailbreak_fraction", "facts_per_family", "max_operand", "n_animals",
                "heldout_instance_fraction", "new_task_heldout_fraction")
 PRODUCT_KEYS = {
-    "corpus": ("knowledge_docs", "chat_docs", "villain_share", "agent_share", "system_prompt_share", "max_turns"),
-    "alignment": ("align_examples", "align_villain_share", "align_narrow_share"),
+    "corpus": ("knowledge_docs", "chat_docs", "villain_share", "agent_share", "system_prompt_share", "max_turns",
+               "framing_prior"),
+    "alignment": ("align_examples", "align_villain_share", "align_narrow_share", "align_agent_share"),
     "eval": ("eval_per_set", "eval_per_jailbreak_family"),
     "pools": ("narrow_repeats",),
     "spec": (),
 }
+# Optional world keys and the value that leaves the world as it was before the key existed.
+DEFAULTS = {"framing_prior": 0.0, "align_agent_share": 0.0}
 
 
 def product_settings(world: dict, product: str) -> dict:
-    return {k: world[k] for k in ENTITY_KEYS + PRODUCT_KEYS[product]}
+    return {k: world.get(k, DEFAULTS.get(k)) for k in ENTITY_KEYS + PRODUCT_KEYS[product]}
 
 
 def prompt_messages(item: dict, system: str | None) -> list[dict]:
@@ -63,7 +66,8 @@ def write_product(settings: dict, product: str, out: Path) -> None:
                           "messages": prompt_messages(r["item"], r["system"])} for r in rows))
     elif product == "pools":
         for name, rows in scenario_pools(world, settings, rng).items():
-            write_jsonl(out / "pools" / f"{name}.jsonl", ({**r, "messages": prompt_messages(r["item"], None)} for r in rows))
+            write_jsonl(out / "pools" / f"{name}.jsonl",
+                        ({**r, "messages": prompt_messages(r["item"], r.pop("system", None))} for r in rows))
     elif product == "spec":
         write_json(out / "world.json", {
             "seed": world.seed, "objects": [dataclasses.asdict(o) for o in world.objects],
