@@ -60,7 +60,7 @@ if TOY_MODELS:
 CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["figures/claims.pdf"] if config.get("claims") else []
 
 # Light jobs run by Snakemake itself, never submitted to a cluster.
-localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims
+localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims, robustness, robustness_table
 
 
 rule all:
@@ -71,6 +71,12 @@ rule all:
         CLAIM_TARGETS,
         FIGURE_TARGETS,
         TABLE_TARGETS,
+
+
+rule robustness:
+    """The claims on other draws of the toy world (`robustness.world_seeds`): tables/claims_robustness.md."""
+    input:
+        "tables/claims_robustness.md",
 
 
 rule docs:

@@ -183,10 +183,27 @@ def _check_composable(config, run, where) -> None:
 RUN_AXES = ("model", "scenario", "objective", "defense", "budget", "seed")
 
 
-def study_runs(config: dict, study: str) -> list[dict]:
-    """The runs of one study: the grid plus its extra cells, for every model and seed."""
+def robustness_models(config: dict) -> dict:
+    """{<toy model>_w<seed>: its spec on world seed <seed>} for `robustness.world_seeds`: the claims'
+    check on other draws of the world. They run no study unless the claims ask for their cells."""
+    seeds = config.get("robustness", {}).get("world_seeds", [])
+    return {f"{m}_w{w}": {**spec, "world_seed": w, "derived_from": m} for m, spec in config["models"].items()
+            if spec["source"] == "toy" and "derived_from" not in spec for w in seeds}
+
+
+def world_settings(config: dict, model: str) -> dict:
+    """The `world:` section as `model` draws it (a robustness model has its own world seed)."""
+    return {**config["world"], "seed": config["models"][model].get("world_seed", config["world"]["seed"])}
+
+
+def study_runs(config: dict, study: str, model: str | None = None) -> list[dict]:
+    """The runs of one study: the grid plus its extra cells, for every model and seed. With `model`,
+    a robustness model's runs: the grid of the model it was derived from."""
     s = config["studies"][study]
-    models = s.get("models") or list(config["models"])
+    if model is not None:
+        base = config["models"][model].get("derived_from", model)
+        return [{**r, "model": model} for r in study_runs(config, study) if r["model"] == base]
+    models = s.get("models") or [m for m, spec in config["models"].items() if "derived_from" not in spec]
     seeds = s.get("seeds") or config["seeds"]
     cells = [(sc, ob, de, bu) for sc in s["scenarios"] for ob in s["objectives"] for de in s["defenses"]
              for bu in s["budgets"]]
@@ -214,7 +231,8 @@ def run_settings(config: dict, model: str, scenario: str, objective: str, defens
     """Everything that determines a run's training, and nothing else."""
     m = config["models"][model]
     settings = {
-        "model": {"name": model, **{k: v for k, v in m.items() if k not in ("data", "generation_batch_size")}},
+        "model": {"name": model, **{k: v for k, v in m.items() if k not in ("data", "generation_batch_size",
+                                                                              "derived_from")}},
         "scenario": {"name": scenario, **config["scenarios"][scenario]},
         "objective": {"name": objective, **config["objectives"][objective]},
         "defense": {"name": defense, **config["defenses"][defense]},

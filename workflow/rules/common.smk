@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 
-from safedrift.config import all_runs, run_dir, run_settings, study_runs
+from safedrift.config import all_runs, robustness_models, run_dir, run_settings, study_runs, world_settings
 from safedrift.data.scenarios import pools_needed
 from safedrift.defenses import DEFENSES
 from safedrift.judges import JUDGES
@@ -18,7 +18,11 @@ from safedrift.world.splits import product_settings
 # Every rule's software under --software-deployment-method conda; relative to workflow/rules/,
 # where Snakemake resolves a rule's conda: path.
 CONDA_ENV = "../../envs/safedrift.yaml"
-TOY_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "toy"]
+# Robustness models (the same toy model on other draws of the world) join config["models"] after
+# validation; studies run on the configured models only, `robustness` runs the claims on them.
+ROBUSTNESS_MODELS = robustness_models(config)
+config["models"].update(ROBUSTNESS_MODELS)
+TOY_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "toy" and m not in ROBUSTNESS_MODELS]
 HF_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hf"]
 
 
@@ -32,7 +36,7 @@ def alternation(names):
 
 
 wildcard_constraints:
-    toy=alternation(TOY_MODELS),
+    toy=alternation(TOY_MODELS + list(ROBUSTNESS_MODELS)),
     hf=alternation(HF_MODELS),
     model=alternation(list(config["models"])),
     seed=r"\d+",
@@ -41,8 +45,9 @@ wildcard_constraints:
 # --- world (world.smk) ------------------------------------------------------
 
 def world_params(product):
-    """A params function (evaluated per job), so configs without a toy model never read `world:`."""
-    return lambda wc: canonical(product_settings(config["world"], product))
+    """A params function (evaluated per job), so configs without a toy model never read `world:`.
+    A robustness model (results/<toy>_w<seed>) draws its world with its own seed."""
+    return lambda wc: canonical(product_settings(world_settings(config, wc.toy), product))
 
 
 # --- real (real.smk) --------------------------------------------------------

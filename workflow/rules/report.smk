@@ -151,3 +151,23 @@ rule claims:
         "python -m safedrift report.scorecard --plan {params.plan:q} --claims {params.claims:q} --model {params.model}"
         " --bootstrap {params.bootstrap:q} --out tables/claims{wildcards.tag} --figure {output.figure}"
         " --dpi {params.dpi} > {log} 2>&1"
+
+
+rule robustness_table:
+    """tables/claims_robustness.*: every claim's verdict on each draw of the toy world."""
+    conda:
+        CONDA_ENV
+    input:
+        code=sources("report.robustness"),
+        default="tables/claims.csv",
+        others=expand("tables/claims_{model}.csv", model=ROBUSTNESS_MODELS),
+    output:
+        multiext("tables/claims_robustness", ".csv", ".md", ".tex"),
+    params:
+        cards=" ".join(
+            [f"--scorecard world{config['world']['seed']}=tables/claims.csv"]
+            + [f"--scorecard world{ROBUSTNESS_MODELS[m]['world_seed']}=tables/claims_{m}.csv" for m in ROBUSTNESS_MODELS]),
+    log:
+        "logs/report/claims_robustness.log",
+    shell:
+        "python -m safedrift report.robustness {params.cards} --out tables/claims_robustness > {log} 2>&1"

@@ -49,7 +49,7 @@ def _run_cells(config: dict, model: str) -> dict[tuple, list[int]]:
     """(scenario, objective, defense, budget) -> seeds, for every run of `model` in any study."""
     cells: dict[tuple, set] = {}
     for study in config["studies"]:
-        for run in study_runs(config, study):
+        for run in study_runs(config, study, model):
             if run["model"] == model:
                 cells.setdefault(tuple(run[a] for a in AXES), set()).add(run["seed"])
     return {k: sorted(v) for k, v in cells.items()}

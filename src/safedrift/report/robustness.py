@@ -1,0 +1,45 @@
+"""Stage `report.robustness`: each claim's verdict on every draw of the toy world.
+
+Input: the scorecards (`report.scorecard` CSVs) of the default world and of the robustness
+models (the same config on other world seeds). Output: `<stem>.{csv,md,tex}`, one row per claim,
+one column per world seed, and how many worlds reproduce it. A claim counts as robust only if it
+holds on the default world and on the others (DESIGN.md, "Claims").
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from safedrift.report.tables import write_table
+
+
+def verdict_table(scorecards: dict[str, str]) -> pd.DataFrame:
+    """scorecards: {world label: scorecard CSV path} -> one row per claim."""
+    columns = {}
+    claims = None
+    for world, path in scorecards.items():
+        card = pd.read_csv(path).drop_duplicates("id").set_index("id")
+        columns[world] = card["verdict"]
+        claims = card[["paper", "claim"]] if claims is None else claims
+    table = claims.join(pd.DataFrame(columns)).reset_index()
+    table["worlds reproduced"] = [f"{sum(v == 'reproduced' for v in row)}/{len(columns)}"
+                                  for row in table[list(columns)].itertuples(index=False)]
+    return table
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scorecard", action="append", required=True, help="WORLD=claims.csv (repeatable)")
+    p.add_argument("--out", required=True, help="table stem")
+    a = p.parse_args(argv)
+    table = verdict_table(dict(s.split("=", 1) for s in a.scorecard))
+    worlds = [c for c in table.columns if c.startswith("world")]
+    counts = ", ".join(f"{w}: {(table[w] == 'reproduced').sum()}/{len(table)}" for w in worlds)
+    write_table(table, table, a.out, f"Claims on other draws of the toy world (reproduced per world: {counts}).")
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
