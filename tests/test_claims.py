@@ -113,6 +113,16 @@ def test_lists_expand_into_one_test_each_and_budgets_resolve_by_steps():
         f"results/toy/runs/harmful/sft/none/small/seed{s}" for s in (0, 1, 2)]
 
 
+def test_versus_keeps_the_cells_resolved_budget():
+    cfg = config({"x": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "defense": "kl"},
+                              "versus": {"defense": "none"}, "at_most": 0.0})})
+    cfg["studies"]["longer"] = {"scenarios": ["harmful"], "objectives": ["sft"], "defenses": ["none"],
+                                "budgets": ["huge"]}
+    cfg["budgets"]["huge"] = {"type": "steps", "steps": 160}
+    [test] = plan(cfg, "toy")  # none's own largest budget is `huge`; kl's is `large`
+    assert test["cells"] == ["harmful/sft/kl/large", "harmful/sft/none/large"]
+
+
 def test_a_missing_cell_is_not_run_and_needs_no_files():
     cfg = config({"x": claim({"stat": "value", "metric": "asr", "cell": {**CELL, "scenario": "benign"},
                               "at_least": 0.5})})

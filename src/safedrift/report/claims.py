@@ -110,7 +110,8 @@ def plan(config: dict, model: str) -> list[dict]:
                 cells.append(cell)
             versus = spec.get("versus")
             if versus is not None and versus != REFERENCE:
-                versus = {**spec["cell"], **versus}
+                # the compared cell differs only in the axes named: same (resolved) budget unless named
+                versus = {**cells[0], **versus}
                 ok &= _resolve(config, ran, versus)
                 cells.append(versus)
             elif versus == REFERENCE:
