@@ -43,6 +43,7 @@ def smoke_config() -> dict:
 def test_shipped_configs_validate(path):
     config = load(ROOT / path)
     assert validate(config) is config
+    assert check_paths(config, ROOT) is config
 
 
 # Each case: (what is wrong, edit of the smoke config, text the one-line message must contain).

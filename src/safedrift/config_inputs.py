@@ -37,9 +37,10 @@ HOLDS = {
 
 
 def _entries(needs: dict) -> str:
-    return " and ".join(f"{'eval set' if section == 'eval' else section} {', '.join(sorted(names))}"
-                        for section, names in (("eval", [n for s, n in needs if s == "eval"]),
-                                               ("pools", [n for s, n in needs if s == "pools"])) if names)
+    """'eval set general and pools harmful, tasks' for {(section, name): why}."""
+    evals, pools = (sorted(n for s, n in needs if s == section) for section in ("eval", "pools"))
+    return " and ".join(f"{what}{'s' * (len(names) > 1)} {', '.join(names)}"
+                        for what, names in (("eval set", evals), ("pool", pools)) if names)
 
 
 def data_needs(config: dict, model: str, study_runs: dict[str, list[dict]]) -> dict[tuple[str, str], str]:
