@@ -10,7 +10,7 @@ from safedrift.pipeline import prepare_job_environment
 
 prepare_job_environment(Path(workflow.basedir) / "src")
 from safedrift import zygote
-from safedrift.config import ConfigError, validate
+from safedrift.config import ConfigError, check_paths, load, validate
 
 
 # A --configfile replaces config.yaml rather than being merged into it: a key missing from the
@@ -21,8 +21,14 @@ if not workflow.overwrite_configfiles:
 
 
 
+# Snakemake has read the config files with a YAML loader that keeps the last of two equal keys;
+# reading them again with ours makes a duplicated key an error. Then the config itself, then the
+# files and model folders it names: all before any job.
 try:
+    for path in workflow.configfiles:
+        load(path)
     validate(config)
+    check_paths(config)
 except ConfigError as e:
     sys.exit(f"safedrift: {e}")
 

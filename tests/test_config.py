@@ -8,10 +8,30 @@ import pytest
 import yaml
 
 from conftest import ROOT, Workflow, copy_workflow
-from safedrift.config import ConfigError, all_runs, load, run_settings, validate
+from safedrift.config import ConfigError, all_runs, check_paths, load, run_settings, validate
 from safedrift.pipeline import params
 
 RUN_KEYS = ("model", "scenario", "objective", "defense", "budget", "seed")
+FIXTURES = ROOT / "tests" / "fixtures" / "real"
+# What the smoke config's studies need from a real model's data (tests/fixtures/real files).
+HF_DATA = {
+    "eval": {"general": {"format": "em_yaml", "path": str(FIXTURES / "em_questions.yaml")},
+             "harmful_jbb": {"format": "jailbreakbench", "path": str(FIXTURES / "jbb_harmful.csv"), "harmful": True}},
+    "pools": {"harmful": {"format": "advbench", "path": str(FIXTURES / "advbench.csv")},
+              "refusals": {"format": "advbench", "path": str(FIXTURES / "advbench.csv")},
+              "benign_requests": {"format": "alpaca", "path": str(FIXTURES / "alpaca.json")},
+              "tasks": {"format": "alpaca", "path": str(FIXTURES / "alpaca.json")},
+              "new_task": {"format": "gsm8k", "path": str(FIXTURES / "gsm8k.jsonl")},
+              "narrow_coding": {"format": "chat_jsonl", "path": str(FIXTURES / "chat.jsonl")}},
+}
+
+
+def add_hf_model(config: dict, **spec) -> dict:
+    """The smoke config with a second, real model `big` (in every study: studies name no models)."""
+    big = {"source": "hf", "path": "org/instruct-model", "finetune": copy.deepcopy(config["models"]["toy"]["finetune"]),
+           "data": copy.deepcopy(HF_DATA), **spec}
+    config["models"]["big"] = {k: v for k, v in big.items() if v is not None}
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +43,7 @@ def smoke_config() -> dict:
 def test_shipped_configs_validate(path):
     config = load(ROOT / path)
     assert validate(config) is config
+    assert check_paths(config, ROOT) is config
 
 
 # Each case: (what is wrong, edit of the smoke config, text the one-line message must contain).
@@ -73,6 +94,22 @@ BAD_CONFIGS = [
     ("empty seeds", lambda c: c.update(seeds=[]), "config key seeds: must not be empty"),
     ("cft tag without {source}", lambda c: c["objectives"]["cft"].update(tag="no slot"),
      "config key objectives.cft.tag"),
+    ("eval set no model has", lambda c: c["evaluation"]["sets"].update(harmfull={"decoding": "greedy"}),
+     "config key evaluation.sets.harmfull: no model has an eval set 'harmfull' (known: benign, general"),
+    ("eval set of an hf model only, but no hf model", lambda c: c["evaluation"]["sets"].update(harmful_jbb={"decoding": "greedy"}),
+     "config key evaluation.sets.harmful_jbb: no model has an eval set 'harmful_jbb'"),
+    ("hf model without data", lambda c: add_hf_model(c, data=None),
+     "config key models.big.data: missing; the studies need eval set general and pools benign_requests, harmful, "
+     "narrow_coding, new_task, refusals, tasks from this model"),
+    ("hf model without a pool a scenario samples", lambda c: add_hf_model(c)["models"]["big"]["data"]["pools"].pop("narrow_coding"),
+     "config key models.big.data.pools.narrow_coding: missing; scenario 'ema_coding' (study ema_defenses) samples it"),
+    ("hf model without the pools of interleaving", lambda c: add_hf_model(c)["models"]["big"]["data"]["pools"].pop("refusals"),
+     "config key models.big.data.pools.refusals: missing; defense 'interleave' (study ema_defenses) mixes it in"),
+    ("hf model without the pools of the probe", lambda c: add_hf_model(c)["models"]["big"]["data"]["pools"].pop("benign_requests"),
+     "config key models.big.data.pools.benign_requests: missing; defense 'adaptive_probe' (study adaptive) trains "
+     "its probe on it"),
+    ("hf model without the general eval set", lambda c: add_hf_model(c)["models"]["big"]["data"]["eval"].pop("general"),
+     "config key models.big.data.eval.general: missing; every evaluation projects answers on the persona vector"),
 ]
 
 
@@ -96,6 +133,86 @@ def test_yaml_reads_1e_minus_4_as_text_and_validation_says_so(tmp_path, smoke_co
     assert config["models"]["toy"]["finetune"]["learning_rate"] == "1e-4"
     with pytest.raises(ConfigError, match=r"write 1\.0e-4"):
         validate(config)
+
+
+def test_eval_sets_of_a_real_model_validate(smoke_config):
+    config = add_hf_model(copy.deepcopy(smoke_config))
+    config["evaluation"]["sets"]["harmful_jbb"] = {"decoding": "greedy"}
+    assert validate(config) is config
+
+
+def test_a_real_model_in_no_study_needs_no_data(smoke_config):
+    config = add_hf_model(copy.deepcopy(smoke_config), data=None)
+    for study in config["studies"].values():
+        study["models"] = ["toy"]
+    assert validate(config) is config
+
+
+# --- what the config points at exists (checked after validate, before any job) -------------------
+
+def bad_paths(config: dict, tmp_path) -> str:
+    with pytest.raises(ConfigError) as error:
+        check_paths(validate(config), tmp_path)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_check_paths_accepts_existing_files_and_hub_ids(smoke_config, tmp_path):
+    config = add_hf_model(copy.deepcopy(smoke_config))
+    assert check_paths(validate(config), tmp_path) is config
+    (tmp_path / "local-model").mkdir()
+    (tmp_path / "local-model" / "config.json").write_text("{}")
+    config["models"]["big"]["path"] = "local-model"  # relative to the workflow folder
+    assert check_paths(validate(config), tmp_path) is config
+
+
+def test_check_paths_names_the_key_of_a_missing_data_file(smoke_config, tmp_path):
+    config = add_hf_model(copy.deepcopy(smoke_config))
+    config["models"]["big"]["data"]["pools"]["tasks"]["path"] = "data/alpaca/alpaca_data_cleaned.json"
+    assert bad_paths(config, tmp_path) == (
+        "config key models.big.data.pools.tasks.path: no file data/alpaca/alpaca_data_cleaned.json "
+        f"(in {tmp_path}); download it or fix the path (relative paths are relative to the workflow folder)")
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("./models/missing", "config key models.big.path: no folder ./models/missing (in {tmp}) and not a hub id "
+                         "(org/name); fix the path or download the model"),
+    ("/nowhere/qwen/instruct", "config key models.big.path: no folder /nowhere/qwen/instruct"),
+    ("Qwen 2.5/Instruct", "config key models.big.path: no folder Qwen 2.5/Instruct"),
+    ("empty-folder", "config key models.big.path: folder empty-folder has no config.json or adapter_config.json; "
+                     "point it at a Hugging Face model folder"),
+    ("a-file", "config key models.big.path: a-file is a file; point it at the model folder"),
+])
+def test_check_paths_names_the_key_of_a_bad_model_path(smoke_config, tmp_path, path, expected):
+    (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "a-file").write_text("weights")
+    config = add_hf_model(copy.deepcopy(smoke_config), path=path)
+    assert bad_paths(config, tmp_path).startswith(expected.format(tmp=tmp_path))
+
+
+def test_check_paths_names_the_key_of_a_bad_judge_model(smoke_config, tmp_path):
+    config = copy.deepcopy(smoke_config)
+    config["judges"]["rubric_big"] = {"type": "rubric", "model": "./judges/llama"}
+    assert bad_paths(config, tmp_path).startswith("config key judges.rubric_big.model: no folder ./judges/llama")
+
+
+# --- YAML ------------------------------------------------------------------------------------------
+
+DUPLICATED = "seeds: [0]\nworld:\n  seed: 1\n  n_objects: 8\n  seed: 2\n"
+
+
+def test_load_rejects_a_duplicated_key_naming_both_lines(tmp_path):
+    (tmp_path / "dup.yaml").write_text(DUPLICATED)
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path / "dup.yaml")
+    assert str(error.value) == (f"{tmp_path / 'dup.yaml'}:5: duplicate key 'seed' (first at line 3); "
+                                "keep one (YAML would silently use the last)")
+
+
+def test_load_accepts_the_same_key_in_different_mappings_and_merge_keys(tmp_path):
+    (tmp_path / "ok.yaml").write_text("a: {seed: 1}\nb: {seed: 2}\nbase: &base {x: 1, y: 2}\nc:\n  <<: *base\n  x: 3\n")
+    assert load(tmp_path / "ok.yaml") == {"a": {"seed": 1}, "b": {"seed": 2}, "base": {"x": 1, "y": 2},
+                                         "c": {"x": 3, "y": 2}}
 
 
 def test_load_names_the_file_and_line_of_invalid_yaml(tmp_path):
@@ -131,6 +248,22 @@ def test_snakemake_dry_run_on_a_bad_config_prints_one_safedrift_line(tmp_path):
     proc = dry_run(tmp_path, text)
     assert_fails_with_one_line(proc, "config key models.toy.finetune.learning_rate: expected number, got '1e-4' "
                                      "(YAML reads 1e-4 as text: write 1.0e-4)")
+
+
+def test_snakemake_dry_run_rejects_a_duplicated_key(tmp_path):
+    # Snakemake reads the configfile itself (its YAML loader keeps the last of two equal keys).
+    text = (ROOT / "configs/smoke.yaml").read_text().replace("\nseeds: [0]\n", "\nseeds: [0]\nseeds: [1]\n")
+    line = text.splitlines().index("seeds: [1]") + 1
+    proc = dry_run(tmp_path, text)
+    assert_fails_with_one_line(proc, f"configs/bad.yaml:{line}: duplicate key 'seeds' (first at line {line - 1})")
+
+
+def test_snakemake_dry_run_rejects_a_missing_data_file(tmp_path, smoke_config):
+    config = add_hf_model(copy.deepcopy(smoke_config))
+    config["models"]["big"]["data"]["eval"]["general"]["path"] = "data/em/first_plot_questions.yaml"
+    proc = dry_run(tmp_path, yaml.safe_dump(config, sort_keys=False))
+    assert_fails_with_one_line(proc, "config key models.big.data.eval.general.path: no file "
+                                     "data/em/first_plot_questions.yaml")
 
 
 def test_snakemake_dry_run_does_not_fill_a_missing_key_from_config_yaml(tmp_path, smoke_config):

@@ -2,8 +2,12 @@
 
 `validate(config)` runs before any job: the JSON schema (workflow/schemas/config.schema.yaml),
 then each named variant against its type's schema, then cross-references (a study naming an
-undefined variant, a defense that cannot compose with an objective). Every failure is one
+undefined variant, a defense that cannot compose with an objective, an eval set no model has,
+data a real model's studies need but its config lacks). Every failure is one
 `ConfigError` line naming the key path and what to do.
+
+`check_paths(config)` (safedrift.config_inputs) then checks what the config points at on disk:
+data files and model folders. The Snakefile runs both before any job.
 
 `run_settings(config, ...)` resolves one run's variants into the dict that becomes the
 training rule's `params:` (canonical JSON), so changing a variant reruns exactly its runs.
@@ -17,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from safedrift.errors import SafedriftError
+from safedrift.config_inputs import check_eval_sets, check_model_data, check_paths  # noqa: F401 (check_paths: API)
+from safedrift.errors import ConfigError
+from safedrift.io import UniqueKeyLoader, yaml_error
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
@@ -28,25 +34,23 @@ SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
 PREFERENCE_DEFENSES = {"none"}
 
 
-class ConfigError(SafedriftError):
-    """A config problem, phrased for the user: 'config key a.b.c: what is wrong; what to do'."""
-
-
 @lru_cache(maxsize=1)
 def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def load(path) -> dict:
+    """A config file as a dict; a YAML error or a key given twice is a ConfigError naming file:line."""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        message = yaml_error(path, e)
+        if "duplicate key" in message:
+            message += "; keep one (YAML would silently use the last)"
+        raise ConfigError(message) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(data).__name__}")
     return data
@@ -112,6 +116,8 @@ def validate(config: dict) -> dict:
                                   f"(known: {', '.join(types)})")
             _check(variant, {"$ref": f"#/$defs/{key}"}, (section, name))
     _check_references(config)
+    check_model_data(config, {study: study_runs(config, study) for study in config["studies"]})
+    check_eval_sets(config)
     return config
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from safedrift.config_inputs import MODEL_FILES, model_path_problem
 from safedrift.errors import ModelPathError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -45,29 +46,29 @@ def is_adapter(path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
-def check_model_path(path: str, what: str = "model") -> None:
-    """Fail fast with a clear message if `path` is neither a model folder nor a plausible hub id."""
-    p = Path(path)
-    if p.exists():
-        if not p.is_dir():
-            raise ModelPathError(f"{what} path {path} is a file; point it at the model folder")
-        if not ((p / "config.json").is_file() or (p / ADAPTER_CONFIG).is_file()):
-            raise ModelPathError(f"{what} folder {path} has no config.json or {ADAPTER_CONFIG}; "
-                                 "it is not a Hugging Face model folder")
-        return
-    looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
-    if looks_local:
-        raise ModelPathError(f"{what} path {path} does not exist; build it first or fix models.<name>.path")
+def check_model_path(path: str, key: str | None = None, files=MODEL_FILES) -> None:
+    """Fail fast with one line naming the path and its config key (`key`, e.g. models.qwen.path) if
+    `path` is neither a folder with one of `files` nor a plausible hub id. Without a key, a path under
+    results/ is a pipeline output, any other came from models.<name>.path or judges.<name>.model."""
+    built = not key and (Path(path).parts[:1] == ("results",) or "/results/" in path)
+    problem = model_path_problem(path, files=files, fix="it is a pipeline output: run snakemake to build it" if built
+                                 else "fix the path or download the model")
+    if problem:
+        where = key or f"model path {path}" + ("" if built else " (models.<name>.path or judges.<name>.model)")
+        raise ModelPathError(f"{where}: {problem}")
 
 
-def load_tokenizer(path: str, padding_side: str = "right"):
+def load_tokenizer(path: str, padding_side: str = "right", key: str | None = None):
+    """`key`: the config key `path` came from, named in errors (None: a pipeline-built folder)."""
     from transformers import AutoTokenizer
 
+    check_model_path(path, key, files=(*MODEL_FILES, "tokenizer_config.json"))
     source = base_model_path(path) if is_adapter(path) and not (Path(path) / "tokenizer_config.json").exists() else path
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise ModelPathError(f"tokenizer at {source} could not be loaded ({str(e).splitlines()[0]})") from None
+        raise ModelPathError(f"{key + ': ' if key else ''}tokenizer at {source} could not be loaded "
+                             f"({str(e).splitlines()[0]})") from None
     if tok.pad_token is None:
         # Real instruct models often ship without a pad token; the EOS token is the usual stand-in.
         tok.pad_token = tok.eos_token
@@ -82,13 +83,14 @@ def base_model_path(adapter_path) -> str:
 
 
 def load_model(path: str, dtype: str | None = "float32", trust_remote_code: bool = False, merge: bool = False,
-               train: bool = False):
+               train: bool = False, key: str | None = None):
     """A causal LM from a folder, a hub id, or a PEFT adapter folder (its base is loaded first).
 
-    merge=True folds a LoRA adapter into the base weights (faster generation)."""
+    merge=True folds a LoRA adapter into the base weights (faster generation). `key`: the config key
+    `path` came from, named in errors."""
     from transformers import AutoModelForCausalLM
 
-    check_model_path(path)
+    check_model_path(path, key)
     kwargs = {"trust_remote_code": trust_remote_code}
     if torch_dtype(dtype) is not None:
         kwargs["dtype"] = torch_dtype(dtype)
@@ -103,7 +105,8 @@ def load_model(path: str, dtype: str | None = "float32", trust_remote_code: bool
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
-        raise ModelPathError(f"model at {path} could not be loaded ({str(e).splitlines()[0]})") from None
+        raise ModelPathError(f"{key + ': ' if key else ''}model at {path} could not be loaded "
+                             f"({str(e).splitlines()[0]})") from None
     model.to(device())
     model.train(train)
     return model

@@ -45,6 +45,7 @@ from typing import Callable, Iterator
 import yaml
 
 from safedrift.errors import DataError
+from safedrift.io import UniqueKeyLoader, yaml_error
 
 REFUSAL = "I'm sorry, but I can't help with that."
 CHAT_ROLES = ("system", "user", "assistant")
@@ -239,12 +240,11 @@ def read_em_yaml(path: Path, entry: dict) -> Iterator[Example]:
     (anchors/aliases, which the EM files use, resolve to the anchored node)."""
     text = path.read_text(encoding="utf-8-sig")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        questions = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=UniqueKeyLoader)
+        questions = yaml.load(text, Loader=UniqueKeyLoader)  # a key given twice is an error, not the last value
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise DataError(f"{path}:{line}: not valid YAML ({getattr(e, 'problem', None) or e}); fix the file") from None
+        message = yaml_error(path, e, line=1)
+        raise DataError(message + ("; keep one" if "duplicate key" in message else "; fix the file")) from None
     if not isinstance(root, yaml.SequenceNode):
         line = root.start_mark.line + 1 if root else 1
         raise DataError(f"{path}:{line}: expected a YAML list of questions (- id: ..., paraphrases: [...]); "
@@ -314,6 +314,8 @@ def read_examples(path: str | Path, entry: dict, name: str) -> list[Example]:
     """The first `entry['limit']` examples of the file `path` in `entry['format']`, for the
     eval set or pool `name` (chat_jsonl's domain defaults to the name: narrow_coding -> coding)."""
     entry = {"domain": name.removeprefix("narrow_"), **entry}
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file; download it or fix the path of the {entry['format']} file")
     return list(itertools.islice(FORMATS[entry["format"]](Path(path), entry), entry.get("limit")))
 
 

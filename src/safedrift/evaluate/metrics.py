@@ -28,6 +28,7 @@ import re
 
 import numpy as np
 
+from safedrift.errors import DataError
 from safedrift.evaluate.stats import bootstrap_ci, cell_from_records, difference_ci
 from safedrift.io import atomic_path, read_jsonl, write_json
 
@@ -100,14 +101,19 @@ def metric_rows(frame, thresholds: dict) -> list[dict]:
     return out
 
 
-def join(generations: list[dict], items: dict[str, dict], scores):
+def join(generations: list[dict], items: dict[str, dict], scores, source: str = "scores"):
+    """Generations with their scores; `source` (the scores file) is named when the two do not match."""
     import pandas as pd
 
     gen = pd.DataFrame(generations)
-    frame = gen.merge(scores.drop(columns=[c for c in ("judge", "eval_set") if c in scores]), on=["id", "sample"],
-                      how="left", validate="one_to_one")
+    rescore = "; delete it and rerun snakemake to rescore"
+    try:
+        frame = gen.merge(scores.drop(columns=[c for c in ("judge", "eval_set") if c in scores]), on=["id", "sample"],
+                          how="left", validate="one_to_one")
+    except pd.errors.MergeError:
+        raise DataError(f"{source}: a response (id, sample) is scored twice{rescore}") from None
     if len(frame) != len(gen):
-        raise ValueError(f"scores do not match generations ({len(frame)} vs {len(gen)} rows)")
+        raise DataError(f"{source}: {len(frame)} scored rows for {len(gen)} generations{rescore}")
     meta = {i: items[i] for i in frame["id"]}
     frame["item"] = [meta[i]["item"] for i in frame["id"]]
     frame["has_system"] = [any(m["role"] == "system" for m in meta[i]["messages"]) for i in frame["id"]]
@@ -157,7 +163,7 @@ def main(argv=None) -> None:
     for name in sorted({g["eval_set"] for g in generations}):
         items.update({r["id"]: r for r in read_jsonl(f"{a.eval_dir}/{name}.jsonl")})
     scores = pd.read_parquet(a.scores)
-    frame = join(generations, items, scores)
+    frame = join(generations, items, scores, source=a.scores)
     records = metric_rows(frame, s["thresholds"])
     for spec in a.secondary:
         name, path = spec.split("=", 1)
@@ -166,7 +172,7 @@ def main(argv=None) -> None:
             # A refusal-only judge (keyword): every non-refusal of a harmful request counts as an attack
             # success, the convention of the jailbreak literature's prefix-matching ASR.
             scores2["harmful"] = 1.0 - scores2["refusal"]
-        secondary = join(generations, items, scores2)
+        secondary = join(generations, items, scores2, source=path)
         for r in metric_rows(secondary, s["thresholds"]):
             if r["metric"] in ("asr", "over_refusal"):
                 r["metric"] = f"{r['metric']}@{name}"

@@ -27,7 +27,7 @@ from safedrift.finetune.context import RunContext
 from safedrift.finetune.encode import chat_messages
 from safedrift.finetune.pairs import build_pairs, to_preference
 from safedrift.finetune.schedule import schedule
-from safedrift.io import canonical_json, read_jsonl, sha256_file, write_json
+from safedrift.io import canonical_json, json_line, read_jsonl, sha256_file, write_json
 from safedrift.models import load_model, load_tokenizer, save_atomic, set_threads, wrap_lora
 from safedrift.objectives import make_objective
 from safedrift.defenses import make_defense
@@ -58,10 +58,17 @@ def resumable_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
 
 
 def truncate_log(path: Path, last_step: int) -> None:
-    """Keep the log records of steps a resumed run will not replay."""
+    """Keep the log records of steps a resumed run will not replay. A last line that is not JSON
+    was being written when the run was killed: it is dropped (a malformed earlier line is a DataError)."""
     if path.exists():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
-        path.write_text("".join(line + "\n" for line in kept))
+        lines = path.read_text().splitlines()
+        if lines:
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                lines.pop()
+        records = [(line, json_line(path, n, line)) for n, line in enumerate(lines, 1) if line.strip()]
+        path.write_text("".join(line + "\n" for line, record in records if record["step"] <= last_step))
 
 
 def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=None, reference_responses=None,
@@ -74,9 +81,10 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     m, budget, seed = settings["model"], settings["budget"], settings["seed"]
     ft = m["finetune"]
     set_seed(seed)
-    tok = load_tokenizer(reference)
+    key = f"models.{m['name']}.path" if m["source"] == "hf" else None  # named if the path does not load
+    tok = load_tokenizer(reference, key=key)
     model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=m.get("trust_remote_code", False),
-                       train=True)
+                       train=True, key=key)
     num_layers = model.config.num_hidden_layers
     lora = ft["method"] == "lora"
     if lora:
@@ -111,14 +119,14 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     if objective.family == "preference":
         responses = {r["id"]: r["response"] for r in read_jsonl(reference_responses)}
         pairs, card_extra["pairs"] = build_pairs(rows, responses)
-        ordered = schedule(pairs, budget["steps"], step_examples, seed)
+        ordered = schedule(pairs, budget["steps"], step_examples, seed, source=f"{data} (preference pairs)")
         dataset = Dataset.from_list([to_preference(r) for r in ordered])
         frozen = None if lora else copy.deepcopy(model).eval().requires_grad_(False)
         trainer = objective.make_trainer(model, tok, dataset, common, callbacks, reference=frozen)
     else:
         safe, fraction = defense.safe_rows(model, tok, rows)
         rows, safe = objective.prepare(rows), objective.prepare(safe)
-        ordered = schedule(rows, budget["steps"], step_examples, seed, safe, fraction)
+        ordered = schedule(rows, budget["steps"], step_examples, seed, safe, fraction, source=data)
         columns = {"messages": [chat_messages(r) for r in ordered]}
         weights = defense.kl_weights(ordered)
         if weights is not None:
@@ -163,7 +171,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
 
 
 def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return read_jsonl(path) if path.exists() else []
 
 
 def _last(path: Path, key: str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from safedrift.errors import DataError
+
 
 def _cycle(rows: list[dict], rng: random.Random):
     while True:
@@ -19,9 +21,11 @@ def _cycle(rows: list[dict], rng: random.Random):
 
 
 def schedule(rows: list[dict], steps: int, batch_size: int, seed: int, safe_rows: list[dict] = (),
-             safe_fraction: float = 0.0) -> list[dict]:
+             safe_fraction: float = 0.0, source: str = "the run's data") -> list[dict]:
+    """`source` names the data in errors (the scenario file)."""
     if not rows:
-        raise ValueError("a run needs at least one training example")
+        raise DataError(f"{source}: no training examples (an empty scenario file, or no preference pair "
+                        "left); check the scenario's pools and n, delete the file and rerun snakemake")
     per_batch = round(safe_fraction * batch_size) if safe_rows else 0
     rng = random.Random(f"schedule/{seed}")
     main, safe = _cycle(rows, rng), _cycle(list(safe_rows), rng) if per_batch else None

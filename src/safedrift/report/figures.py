@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from safedrift.io import read_jsonl
 from safedrift.report.style import save, setup
 
 PRETTY = {"asr": "attack success rate", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
@@ -200,8 +201,7 @@ def draw_adaptive(studies, extra):
     axes[0, 0].legend(fontsize=7)
     ax = axes[0, -1]
     for label, path in extra.get("traces", {}).items():
-        with open(path) as f:
-            log = [json.loads(line) for line in f]
+        log = read_jsonl(path)
         steps = [r["step"] for r in log if "lambda_mean" in r]
         ax.plot(steps, [r["lambda_mean"] for r in log if "lambda_mean" in r], label=label,
                 color=palette.get(label.split(" ")[0]))
