@@ -55,8 +55,8 @@ include: "workflow/rules/report.smk"
 FIGURE_TARGETS = [f"figures/{name}.pdf" for name, (_, studies) in FIGURES.items()
                   if all(s in config["studies"] for s in studies) and (name != "probe_auroc" or TOY_MODELS)]
 TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if t in config["studies"] for ext in ("csv", "md", "tex")]
-if TOY_MODELS:
-    TABLE_TARGETS += [f"tables/judge_validation.{ext}" for ext in ("csv", "md", "tex")]
+# The eval judge's validation: against the world oracle with a toy model, else on the labelled file.
+TABLE_TARGETS += [eval_judge_validation().replace(".json", f".{ext}") for ext in ("csv", "md", "tex")]
 
 # Light jobs run by Snakemake itself, never submitted to a cluster.
 localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics

@@ -5,8 +5,10 @@ sample) and of the reference. Each (model, scenario, objective, defense, budget)
 seeds with a hierarchical bootstrap (seeds, then prompts within a seed), so the CI covers both
 seed-to-seed and prompt-to-prompt variation. The reference is a cell with objective and defense
 "reference". `persona_drift` is a run's mean persona projection minus its reference's.
+Unscored responses (value NaN: the judge's score was missing) are left out of every mean and CI
+and counted per cell in `unscored` (n counts the decided ones).
 Output columns: model, scenario, objective, defense, budget, steps, metric, value, low, high, n,
-seeds, plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests recompute).
+seeds, unscored, plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests recompute).
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def aggregate(rows: pd.DataFrame, bootstrap: dict, steps: dict) -> tuple[pd.Data
     for key, group in rows.groupby(CELL + ["metric"], sort=True):
         seeds = []
         for seed, g in group.groupby("seed", sort=True):
-            prompts = [p["value"].to_numpy() for _, p in g.groupby("id", sort=True)]
+            prompts = [p["value"].dropna().to_numpy() for _, p in g.groupby("id", sort=True)]
             seeds.append(prompts)
             per_seed.append({**dict(zip(CELL + ["metric"], key)), "seed": seed, "value": float(g["value"].mean()),
-                             "n": len(g)})
+                             "n": int(g["value"].count())})
         ci = hierarchical_ci(seeds, bootstrap["resamples"], bootstrap["confidence"], bootstrap["seed"])
-        cells.append({**dict(zip(CELL + ["metric"], key)), **ci})
+        cells.append({**dict(zip(CELL + ["metric"], key)), **ci, "unscored": int(group["value"].isna().sum())})
     table = pd.DataFrame(cells)
     table.insert(5, "steps", table["budget"].map(lambda b: 0 if b == "reference" else steps.get(b)))
     return table, pd.DataFrame(per_seed)
