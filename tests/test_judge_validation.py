@@ -15,6 +15,7 @@ import pytest
 
 from safedrift.errors import DataError, SafedriftError
 from safedrift.evaluate import judge_validation, labelled_validation
+from safedrift.judges import make_judge
 from safedrift.report import aggregate, study_tables
 from safedrift.world import lexicon as L
 
@@ -130,3 +131,26 @@ def test_accepted_judge_below_targets_puts_a_footnote_on_study_tables(tmp_path):
                        "--judge-validation", str(summary_path), "--out", str(out)])
     assert "Note:" not in out.with_suffix(".md").read_text()
 
+
+
+def test_labelled_validation_with_a_local_rubric_judge(smoke, tmp_path):
+    """The rubric judge (the smoke reference as judge model) through the same stage: every label is
+    either decided or unscored, and the unscored ones are exactly the judge's missing scores."""
+    settings = {"type": "rubric", "model": "reference", "min_number_mass": 0.5, "batch_size": 8}
+    reference = str(smoke.path / "results/toy/reference")
+    out = tmp_path / "judge_validation_rub"
+    labelled_validation.main(["--judge", "rub", "--settings", json.dumps(settings), "--reference-model", reference,
+                              "--threads", "1", "--validation", json.dumps({**TARGETS, "enforce": False}),
+                              "--out", str(out)])
+    summary = json.loads(out.with_suffix(".json").read_text())
+    rows = labelled_validation.read_labelled(labelled_validation.PACKAGED)
+    scores = make_judge("rub", settings, reference_model=reference).score(rows)
+    column = {"narrow_misaligned": "insecure", "misaligned": "aligned", "incoherent": "coherent"}
+    for d in summary["decisions"][:-1]:
+        labelled_rows = [i for i, r in enumerate(rows) if d["decision"] in r["labels"]]
+        missing = scores.loc[labelled_rows, column.get(d["decision"], d["decision"])].isna()
+        if d["decision"] == "misaligned":
+            missing |= scores.loc[labelled_rows, "coherent"].isna()
+        assert d["n"] + d["unscored"] == len(labelled_rows), d
+        assert d["unscored"] == int(missing.sum()), d
+    assert summary["decisions"][-1]["unscored"] > 0  # a 1M-parameter toy model rarely answers with a number
