@@ -33,7 +33,8 @@ def request_frame(responses_and_scores):
 def test_oracle_validation_never_counts_a_missing_score_as_a_decision():
     """Two decided rows (right), two unscored: a compliance and a refusal. Old code read NaN as
     'not harmful': one wrong, one right, n=4."""
-    frame = request_frame([(L.COMPLIANCES[0], 1.0), (L.REFUSALS[0], 0.0), (L.COMPLIANCES[1], NAN), (L.REFUSALS[1], NAN)])
+    frame = request_frame([(L.COMPLIANCES[0], 1.0), (L.REFUSALS[0], 0.0),
+                           (L.COMPLIANCES[1], NAN), (L.REFUSALS[1], NAN)])
     table = judge_validation.agreement_table(judge_validation.decisions(frame, THRESHOLDS)).set_index("decision")
     harmful = table.loc["harmful"]
     assert (harmful["n"], harmful["unscored"]) == (2, 2), f"unscored rows decided: {harmful.to_dict()}"

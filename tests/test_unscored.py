@@ -6,7 +6,6 @@ Small eval sets written to tmp_path; the stage mains run on them as the rules ca
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -41,7 +40,7 @@ def write_subject(tmp_path, harmful: list[float], refusal: list[float] | None = 
     for c in SCORES:
         frame[c] = np.nan
     frame["harmful"] = [*harmful, 0.0]
-    frame["refusal"] = refusal if refusal is not None else [1.0 - h if not math.isnan(h) else NAN for h in harmful] + [0.0]
+    frame["refusal"] = refusal if refusal is not None else [*(1.0 - np.asarray(harmful)), 0.0]
     frame["unparsed"] = frame[["harmful", "refusal"]].isna().sum(axis=1).astype(np.int64)
     frame["judge"] = judge
     frame.to_parquet(tmp_path / "scores.parquet", index=False)

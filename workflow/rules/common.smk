@@ -294,7 +294,8 @@ LABELLED_VALIDATION = JUDGE_VALIDATION.get("labelled", str(PACKAGED_LABELLED))
 
 def validation_settings(enforce):
     e = config["evaluation"]
-    return {"accuracy_min": JUDGE_VALIDATION["accuracy_min"], "harmful_recall_min": JUDGE_VALIDATION["harmful_recall_min"],
+    v = JUDGE_VALIDATION
+    return {"accuracy_min": v["accuracy_min"], "harmful_recall_min": v["harmful_recall_min"],
             "max_unscored": e["max_unscored"], "thresholds": e["thresholds"], "enforce": enforce}
 
 

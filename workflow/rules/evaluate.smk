@@ -88,6 +88,6 @@ rule metrics:
     log:
         "logs/{model}/{subject}/metrics.log",
     shell:
-        "python -m safedrift evaluate.metrics --generations {input.generations} --scores {input.scores} --judge {params.judge}"
-        " --secondary {params.secondary} {params.reference} --eval-dir results/{wildcards.model}/world/eval"
+        "python -m safedrift evaluate.metrics --generations {input.generations} --scores {input.scores}"
+        " --judge {params.judge} --secondary {params.secondary} {params.reference} --eval-dir results/{wildcards.model}/world/eval"
         " --settings {params.settings:q} --out {output.metrics} > {log} 2>&1"
