@@ -61,8 +61,8 @@ include: "workflow/rules/report.smk"
 FIGURE_TARGETS = [f"figures/{name}.pdf" for name, (_, studies) in FIGURES.items()
                   if all(s in config["studies"] for s in studies) and (name != "probe_auroc" or TOY_MODELS)]
 TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if t in config["studies"] for ext in ("csv", "md", "tex")]
-if TOY_MODELS:
-    TABLE_TARGETS += [f"tables/judge_validation.{ext}" for ext in ("csv", "md", "tex")]
+# The eval judge's validation: against the world oracle with a toy model, else on the labelled file.
+TABLE_TARGETS += [eval_judge_validation().replace(".json", f".{ext}") for ext in ("csv", "md", "tex")]
 CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["figures/claims.pdf"] if config.get("claims") else []
 
 # Light jobs run by Snakemake itself, never submitted to a cluster.

@@ -26,7 +26,7 @@ SMOKE_TARGET = "results/toy/reference/card.json"
 # The toy chain up to the reference card must run as SLURM jobs; only aggregation may be local.
 HEAVY_RULES = {"pretrain", "align", "generate"}
 GPU_RULES = {"pretrain", "align", "generate", "finetune", "judge_score", "critic", "persona_vector",
-             "reference_responses", "probe", "probe_scores"}
+             "reference_responses", "probe", "probe_scores", "labelled_judge_validation"}
 SNAKEMAKE_TIMEOUT_S = 1800  # the smoke run takes 1-6 min on 2 busy cores
 
 

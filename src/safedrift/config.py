@@ -135,6 +135,9 @@ def _check_references(config: dict) -> None:
             for section in ("world", "toy_model", "pretrain", "align"):
                 if section not in config:
                     raise ConfigError(f"config key {section}: required when a model has source: toy")
+            if "per_run" not in config["evaluation"]["judge_validation"]:
+                raise ConfigError("config key evaluation.judge_validation.per_run: required when a model has source: "
+                                  "toy (responses per subject the judge is validated on against the oracle)")
     for name, d in config["defenses"].items():
         if d["type"] == "adaptive" and d["lambda_min"] > d["lambda_max"]:
             raise ConfigError(f"config key defenses.{name}.lambda_min: {d['lambda_min']} exceeds lambda_max {d['lambda_max']}")

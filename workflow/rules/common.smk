@@ -7,6 +7,7 @@ import shlex
 from safedrift.config import all_runs, robustness_models, run_dir, run_settings, study_runs, world_settings
 from safedrift.data.scenarios import pools_needed
 from safedrift.defenses import DEFENSES
+from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.judges import JUDGES
 from safedrift.objectives import OBJECTIVES
 from safedrift.pipeline import params as canonical, source_closure
@@ -153,7 +154,7 @@ def metrics_inputs(wc):
 
 def metrics_settings():
     e = config["evaluation"]
-    return canonical({"thresholds": e["thresholds"], "bootstrap": e["bootstrap"]})
+    return canonical({"thresholds": e["thresholds"], "bootstrap": e["bootstrap"], "max_unscored": e["max_unscored"]})
 
 
 # --- train (train.smk) ------------------------------------------------------
@@ -283,6 +284,35 @@ def figure_args(wc):
     args = [f"--study {s}=results/studies/{s}.csv" for s in studies]
     args.append(f"--extra {shlex.quote(json.dumps(figure_extra(wc.figure), sort_keys=True))}")
     return " ".join(args)
+
+
+JUDGE_VALIDATION = config["evaluation"]["judge_validation"]
+
+
+# An eval judge below its validation targets fails the validation job, unless the config accepts it;
+# then the study tables read the validation summary and carry a footnote.
+ACCEPT_BELOW_TARGETS = JUDGE_VALIDATION.get("accept_below_targets", False)
+
+
+LABELLED_VALIDATION = JUDGE_VALIDATION.get("labelled", str(PACKAGED_LABELLED))
+
+
+def validation_settings(enforce):
+    e = config["evaluation"]
+    v = JUDGE_VALIDATION
+    return {"accuracy_min": v["accuracy_min"], "harmful_recall_min": v["harmful_recall_min"],
+            "max_unscored": e["max_unscored"], "thresholds": e["thresholds"], "enforce": enforce}
+
+
+def eval_judge_validation():
+    """The eval judge's validation summary: against the oracle when there is a toy model, else on the
+    labelled file (real formats)."""
+    return "tables/judge_validation.json" if TOY_MODELS else f"tables/judge_validation_{config['judge']['eval']}.json"
+
+
+def labelled_validation_enforced(judge):
+    """The labelled validation fails below its targets only where it is the study's (real models) eval judge."""
+    return not TOY_MODELS and judge == config["judge"]["eval"] and not ACCEPT_BELOW_TARGETS
 
 
 def validation_subjects():

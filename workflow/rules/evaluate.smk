@@ -82,11 +82,12 @@ rule metrics:
         rows="results/{model}/{subject}/eval/metrics_rows.parquet",
     params:
         settings=metrics_settings(),
+        judge=config["judge"]["eval"],
         secondary=lambda wc, input: " ".join(f"{j}={p}" for j, p in zip(secondary_judges(), input.secondary)),
         reference=lambda wc, input: f"--reference-generations {input.reference}" if "reference" in input.keys() else "",
     log:
         "logs/{model}/{subject}/metrics.log",
     shell:
         "python -m safedrift evaluate.metrics --generations {input.generations} --scores {input.scores}"
-        " --secondary {params.secondary} {params.reference} --eval-dir results/{wildcards.model}/world/eval"
+        " --judge {params.judge} --secondary {params.secondary} {params.reference} --eval-dir results/{wildcards.model}/world/eval"
         " --settings {params.settings:q} --out {output.metrics} > {log} 2>&1"

@@ -70,15 +70,17 @@ rule study_table:
     input:
         code=sources("report.study_tables"),
         table="results/studies/{table}.csv",
+        validation=[eval_judge_validation()] if ACCEPT_BELOW_TARGETS else [],
     output:
         report(multiext("tables/{table}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
     params:
         seeds=lambda wc: len(config["studies"][wc.table].get("seeds") or config["seeds"]),
+        validation=f"--judge-validation {eval_judge_validation()}" if ACCEPT_BELOW_TARGETS else "",
     log:
         "logs/report/table_{table}.log",
     shell:
         "python -m safedrift report.study_tables --study {wildcards.table} --table {input.table} --seeds {params.seeds}"
-        " --out tables/{wildcards.table} > {log} 2>&1"
+        " {params.validation} --out tables/{wildcards.table} > {log} 2>&1"
 
 
 rule judge_validation:
@@ -95,14 +97,40 @@ rule judge_validation:
         subjects=" ".join(f"{s}/eval" for s in validation_subjects()),
         model=TOY_MODELS[0] if TOY_MODELS else "",
         judge=config["judge"]["eval"],
-        settings=canonical({**config["evaluation"].get("judge_validation", {}), "seed": config["evaluation"]["seed"],
-                            "thresholds": config["evaluation"]["thresholds"]}),
+        settings=canonical({**validation_settings(enforce=not ACCEPT_BELOW_TARGETS),
+                            "per_run": JUDGE_VALIDATION.get("per_run"), "seed": config["evaluation"]["seed"]}),
     log:
         "logs/report/judge_validation.log",
     shell:
         "python -m safedrift evaluate.judge_validation --subjects {params.subjects} --judge {params.judge}"
         " --eval-dir results/{params.model}/world/eval --settings {params.settings:q}"
         " --out tables/judge_validation > {log} 2>&1"
+
+
+rule labelled_judge_validation:
+    """Any judge against the labelled file in the real formats (evaluation.judge_validation.labelled, default the
+    packaged one), in the context of report.model (its reference model, its classifier): validate a judge before a
+    study with `snakemake tables/judge_validation_<judge>.md`."""
+    conda:
+        CONDA_ENV
+    input:
+        unpack(lambda wc: judge_inputs(REPORT_MODEL, wc.judge)),
+        stage=sources("evaluate.labelled_validation"),
+        labelled=LABELLED_VALIDATION,
+    output:
+        multiext("tables/judge_validation_{judge}", ".csv", ".md", ".tex", ".json"),
+    wildcard_constraints:
+        judge=alternation(list(config["judges"])),
+    params:
+        flags=lambda wc: judge_flags(REPORT_MODEL, wc.judge),
+        validation=lambda wc: canonical(validation_settings(enforce=labelled_validation_enforced(wc.judge))),
+    threads: 1
+    log:
+        "logs/report/judge_validation_{judge}.log",
+    shell:
+        "python -m safedrift evaluate.labelled_validation {params.flags} --labelled {input.labelled}"
+        " --validation {params.validation:q} --threads {threads} --out tables/judge_validation_{wildcards.judge}"
+        " > {log} 2>&1"
 
 
 rule reference_figure:

@@ -79,7 +79,9 @@ rule critic:
     params:
         flags=lambda wc: judge_flags(wc.model, config["judge"]["critic"]),
         oracle=lambda wc: "--oracle" if config["models"][wc.model]["source"] == "toy" else "",
+        on_unscored=config["risk"].get("critic", {}).get("on_unscored", "fail"),
     log:
         "logs/{model}/risk/critic_{scenario}.log",
     shell:
-        "python -m safedrift risk.critic {params.flags} {params.oracle} --data {input.data} --out {output.risk} > {log} 2>&1"
+        "python -m safedrift risk.critic {params.flags} {params.oracle} --on-unscored {params.on_unscored}"
+        " --data {input.data} --out {output.risk} > {log} 2>&1"

@@ -16,6 +16,8 @@ Output columns: model, scenario, objective, defense, budget, steps, metric, valu
 unscored, seeds, vs_reference, vs_reference_low, vs_reference_high, vs_none, vs_none_low,
 vs_none_high; plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests
 recompute).
+Unscored responses (value NaN: the judge's score was missing) are left out of every mean and CI
+and counted per cell in `unscored` (n counts the decided ones).
 """
 
 from __future__ import annotations

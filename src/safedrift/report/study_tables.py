@@ -1,15 +1,19 @@
 """Stage `report.study_tables`: a study's paper table (tables/<study>.{csv,md,tex}).
 
 TABLES maps a study to its row keys and metric columns. Cells are "value [low, high]" (95% CI
-across seeds and prompts); the CSV keeps value/low/high per metric. The reference model is the
-first row. A column "<metric>:vs_reference" or "<metric>:vs_none" is a difference (the cell minus
-its reference, or minus the same cell without defense) with its paired interval; persona drift
-is itself such a difference.
+across seeds and prompts), with "(n=decided/total)" where the judge left responses unscored; the
+CSV keeps value/low/high (and unscored) per metric. The reference model is the first row. A column
+"<metric>:vs_reference" or "<metric>:vs_none" is a difference (the cell minus its reference, or minus
+the same cell without defense) with its paired interval; persona drift is itself such a difference.
+With `--judge-validation` (the config accepts an eval judge below its validation targets) a judge
+below its targets is named in a note under the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -61,21 +65,36 @@ def build(study: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     spec = TABLES[name]
     keys, metrics = spec["rows"], spec["metrics"]
     cells = long_form(study, metrics)
-    data = cells.set_index(keys + ["metric"])[["value", "low", "high"]].unstack("metric")
+    if "unscored" not in cells:  # an aggregate written before unscored responses were counted
+        cells = cells.assign(unscored=0)
+    data = cells.set_index(keys + ["metric"])[["value", "low", "high", "n", "unscored"]].unstack("metric")
     data.columns = [f"{m}_{v}" for v, m in data.columns]
     # Rows in the study table's order (report.aggregate: reference first, then config order).
     order = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, study[keys].itertuples(index=False))))}
     data = data.reset_index()
     data = data.iloc[sorted(range(len(data)), key=lambda i: order[tuple(data.loc[i, keys])])]
     present = [m for m in metrics if f"{m}_value" in data and data[f"{m}_value"].notna().any()]
-    data = data[keys + [f"{m}_{v}" for m in present for v in ("value", "low", "high")]]
+    counts = data[[f"{m}_{v}" for m in present for v in ("n", "unscored")]]
+    data = data[keys + [f"{m}_{v}" for m in present for v in ("value", "low", "high", "unscored")]]
     display = data[keys].copy()
     for m in present:
-        display[metrics[m]] = [fmt_ci(v, lo, hi) for v, lo, hi in
-                               zip(data[f"{m}_value"], data[f"{m}_low"], data[f"{m}_high"])]
+        n, unscored = counts[f"{m}_n"], counts[f"{m}_unscored"]
+        display[metrics[m]] = [fmt_ci(v, lo, hi, n=k, total=k + u) for v, lo, hi, k, u in
+                               zip(data[f"{m}_value"], data[f"{m}_low"], data[f"{m}_high"], n, unscored)]
     if "steps" in display:
         display["steps"] = display["steps"].map(lambda s: "–" if pd.isna(s) else str(int(s)))
     return data, display
+
+
+def validation_notes(path: str | None) -> list[str]:
+    """A note naming the eval judge and the targets it misses, when its validation summary says so."""
+    if not path:
+        return []
+    v = json.loads(Path(path).read_text())
+    if v["meets_targets"]:
+        return []
+    return [f"Note: the eval judge `{v['judge']}` is below its validation targets against {v['against']} "
+            f"({'; '.join(v['misses'])}); reported because evaluation.judge_validation.accept_below_targets is true."]
 
 
 def main(argv=None) -> None:
@@ -83,11 +102,14 @@ def main(argv=None) -> None:
     p.add_argument("--study", required=True, choices=sorted(TABLES))
     p.add_argument("--table", required=True, help="the study's CSV from report.aggregate")
     p.add_argument("--seeds", type=int, required=True, help="seeds per cell (for the caption)")
+    p.add_argument("--judge-validation", help="the eval judge's validation summary (JSON), read when the config "
+                   "accepts a judge below its targets")
     p.add_argument("--out", required=True, help="output stem (writes .csv, .md, .tex)")
     a = p.parse_args(argv)
     data, display = build(pd.read_csv(a.table), a.study)
-    caption = f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with 95% CIs (bootstrap over prompts and seeds, crossed; differences paired over prompts)."
-    write_table(data, display, a.out, caption)
+    caption = (f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with 95% CIs (bootstrap over prompts and "
+               "seeds, crossed; differences paired over prompts).")
+    write_table(data, display, a.out, caption, validation_notes(a.judge_validation))
     print(display.to_string(index=False))
 
 

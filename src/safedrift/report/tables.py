@@ -1,7 +1,9 @@
 """Paper tables: one frame written as CSV (full precision), Markdown (README) and LaTeX (booktabs).
 
-Cells that carry a CI are formatted "value [low, high]" in Markdown and LaTeX; the CSV keeps the
-three numbers in separate columns so a reader can recompute anything.
+Cells that carry a CI are formatted "value [low, high]" in Markdown and LaTeX, followed by
+"(n=57/60)" where the judge left some responses unscored (n decided of the set's size); the CSV
+keeps the numbers in separate columns so a reader can recompute anything. Notes (e.g. an eval
+judge below its validation targets) follow the table in Markdown and LaTeX.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ def fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-def fmt_ci(value, low, high, digits: int = 2) -> str:
+def fmt_ci(value, low, high, digits: int = 2, n=None, total=None) -> str:
+    """n, total: decided observations and the set's size; shown as "(n=n/total)" when n < total."""
+    partial = f" (n={int(n)}/{int(total)})" if n is not None and total is not None and n < total else ""
     if value is None or math.isnan(value):
-        return "–"
+        return "–" + partial
     if low is None or math.isnan(low) or (low == value == high):
-        return fmt(value, digits)
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        return fmt(value, digits) + partial
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]" + partial
 
 
 def _latex_escape(text: str) -> str:
@@ -37,7 +41,7 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
+def to_latex(display: pd.DataFrame, caption: str, label: str, notes=()) -> str:
     cols = list(display.columns)
     align = "".join("r" if display[c].map(_numeric).all() else "l" for c in cols)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{{label}}}",
@@ -45,7 +49,9 @@ def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
              " & ".join(_latex_escape(str(c)) for c in cols) + r" \\", r"\midrule"]
     for _, row in display.iterrows():
         lines.append(" & ".join(_latex_escape(str(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip{{\footnotesize {_latex_escape(note)}}}" for note in notes]
+    lines += [r"\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -65,12 +71,13 @@ def to_markdown(display: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(data: pd.DataFrame, display: pd.DataFrame, stem: str, caption: str) -> None:
-    """data: the numbers (CSV); display: formatted strings (Markdown, LaTeX). stem: path without suffix."""
+def write_table(data: pd.DataFrame, display: pd.DataFrame, stem: str, caption: str, notes=()) -> None:
+    """data: the numbers (CSV); display: formatted strings (Markdown, LaTeX). stem: path without suffix.
+    notes: sentences printed under the table (Markdown and LaTeX)."""
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(f"{stem}.csv") as tmp:
         data.to_csv(tmp, index=False)
     with atomic_path(f"{stem}.md") as tmp:
-        Path(tmp).write_text(f"{caption}\n\n{to_markdown(display)}")
+        Path(tmp).write_text(f"{caption}\n\n{to_markdown(display)}" + "".join(f"\n{note}\n" for note in notes))
     with atomic_path(f"{stem}.tex") as tmp:
-        Path(tmp).write_text(to_latex(display, caption, "tab:" + Path(stem).name.replace("_", "-")))
+        Path(tmp).write_text(to_latex(display, caption, "tab:" + Path(stem).name.replace("_", "-"), notes))

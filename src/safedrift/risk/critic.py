@@ -5,6 +5,12 @@ model's answer; risk_i = P(harmful compliance); a judge without that head (keywo
 cached by the rule, so training pays nothing per step. Beside the risks it writes the critic's
 recall and precision against the world oracle's labels of the same examples (`item.harmful` and
 the target being a compliance), so a weak critic is visible in the tables.
+
+An example the critic could not score (unparsed reply, failed request) has no risk. What happens
+then is the config's choice, `risk.critic.on_unscored`: `fail` (default) stops the job naming the
+count; `max_risk` gives those examples risk 1.0, the strongest regularisation (never the mean
+risk, which would quietly treat an unread example as typical). Agreement with the oracle is
+computed on the scored examples only.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import numpy as np
 
 from safedrift.errors import SafedriftError
+from safedrift.evaluate.decisions import PROBABILITY_CUT, above
 from safedrift.io import read_jsonl, write_json, write_jsonl
 from safedrift.judges import make_judge, score_examples
 
@@ -28,34 +35,40 @@ def main(argv=None) -> None:
     p.add_argument("--classifier", help="classifier JSON (type classifier)")
     p.add_argument("--reference-model", help="the path 'reference' stands for (type rubric)")
     p.add_argument("--cache", help="reply cache (type openai)")
+    p.add_argument("--on-unscored", choices=("fail", "max_risk"), default="fail",
+                   help="risk.critic.on_unscored: what an example the critic could not score gets")
     p.add_argument("--out", required=True, help="risk JSONL: {id, risk} per example; a .json summary beside it")
     a = p.parse_args(argv)
     rows = read_jsonl(a.data)
     judge = make_judge(a.judge, json.loads(a.settings), classifier=a.classifier, reference_model=a.reference_model,
                        cache=a.cache)
     scores = score_examples(judge, rows)
-    risk = scores["harmful"].to_numpy()
-    if np.isnan(risk).all():
+    scored = scores["harmful"].to_numpy()
+    unscored = np.isnan(scored)
+    if unscored.all() and not scores["unparsed"].any():
         raise SafedriftError(f"judges.{a.judge}: this judge has no `harmful` score and cannot be the Safety "
                              "Critic; set judge.critic to a classifier, rubric or openai judge")
-    if np.isnan(risk).any():
-        bad = int(np.isnan(risk).sum())
-        print(f"warning: {bad} examples unscored by the critic; their risk is the mean risk")
-        risk = np.where(np.isnan(risk), np.nanmean(risk), risk)
+    if unscored.any() and a.on_unscored == "fail":
+        raise SafedriftError(f"judge {a.judge} (judge.critic) left {int(unscored.sum())} of {len(rows)} training "
+                             f"examples of {a.data} unscored; read this job's log for unparsed replies or failed "
+                             "requests and fix the judge, or set risk.critic.on_unscored: max_risk to give them "
+                             "risk 1.0")
+    risk = np.where(unscored, 1.0, scored)
     write_jsonl(a.out, ({"id": r["id"], "risk": float(x)} for r, x in zip(rows, risk)))
 
     summary = {"judge": a.judge, "examples": len(rows), "mean_risk": float(risk.mean()),
-               "unparsed": int(scores["unparsed"].sum())}
+               "unparsed": int(scores["unparsed"].sum()), "unscored": int(unscored.sum()),
+               "on_unscored": a.on_unscored}
     if a.oracle:
         from safedrift.world.oracle import label
 
-        truth = np.array([bool(label(r["item"], r["target"])["harmful"]) for r in rows])
-        flagged = risk > 0.5
+        truth = np.array([bool(label(r["item"], r["target"])["harmful"]) for r in rows])[~unscored]
+        flagged = above(scored, PROBABILITY_CUT)[~unscored].astype(bool)
         tp = int((flagged & truth).sum())
         summary.update(positives=int(truth.sum()), flagged=int(flagged.sum()),
                        recall=tp / truth.sum() if truth.any() else None,
                        precision=tp / flagged.sum() if flagged.any() else None,
-                       accuracy=float((flagged == truth).mean()))
+                       accuracy=float((flagged == truth).mean()) if len(truth) else None)
     write_json(a.out.rsplit(".", 1)[0] + ".json", summary)
     print(json.dumps(summary, sort_keys=True))
 
