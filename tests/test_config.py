@@ -71,6 +71,10 @@ BAD_CONFIGS = [
     ("variant name not an identifier", lambda c: c["defenses"].update({"KL-2": {"type": "none"}}),
      "config key defenses: 'KL-2' does not match"),
     ("empty seeds", lambda c: c.update(seeds=[]), "config key seeds: must not be empty"),
+    ("dpo without preference_pairs", lambda c: c.pop("preference_pairs"),
+     "config key preference_pairs: required when an objective is dpo or orpo (objectives.dpo)"),
+    ("persona without its own answer length", lambda c: c["risk"]["persona"].pop("max_new_tokens"),
+     "config key risk.persona.max_new_tokens: required key is missing"),
     ("cft tag without {source}", lambda c: c["objectives"]["cft"].update(tag="no slot"),
      "config key objectives.cft.tag"),
 ]

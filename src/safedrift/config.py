@@ -25,6 +25,8 @@ VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses":
 # Defenses that change the SFT loss or its data only compose with SFT-family objectives;
 # preference objectives accept data-level and reference-free defenses only.
 SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
+# Objectives trained on (chosen, rejected) pairs; the rejected answers are the reference's own.
+PREFERENCE_FAMILY = {"dpo", "orpo"}
 PREFERENCE_DEFENSES = {"none"}
 
 
@@ -129,6 +131,10 @@ def _check_references(config: dict) -> None:
             for section in ("world", "toy_model", "pretrain", "align"):
                 if section not in config:
                     raise ConfigError(f"config key {section}: required when a model has source: toy")
+    preference = [name for name, o in config["objectives"].items() if o["type"] in PREFERENCE_FAMILY]
+    if preference and "preference_pairs" not in config:
+        raise ConfigError(f"config key preference_pairs: required when an objective is dpo or orpo "
+                          f"(objectives.{preference[0]}); add preference_pairs: {{max_new_tokens: N}}")
     for name, d in config["defenses"].items():
         if d["type"] == "adaptive" and d["lambda_min"] > d["lambda_max"]:
             raise ConfigError(f"config key defenses.{name}.lambda_min: {d['lambda_min']} exceeds lambda_max {d['lambda_max']}")
