@@ -39,9 +39,11 @@ def test_no_change_and_key_reordering_rerun_nothing(built):
     assert jobs_with(built, write_config(built, "reordered", reorder)) == {}
 
 
-# Rules an evaluation setting may rerun; anything else (finetune, pretrain, align, tokenizer,
+# Rules an evaluation setting may rerun (the reference's card and its figure report on the
+# reference's generations); anything else (finetune, pretrain, align, tokenizer,
 # reference_responses, persona_vector, probe, critic, scenario_data, ...) is training.
-EVALUATION_RULES = {"generate", "judge_score", "metrics", "aggregate", "study_table", "figure", "judge_validation", "all"}
+EVALUATION_RULES = {"generate", "judge_score", "metrics", "aggregate", "study_table", "figure", "judge_validation",
+                    "reference_card", "reference_figure", "all"}
 
 
 def leaf_keys(tree: dict, prefix=()) -> list[tuple]:
