@@ -71,6 +71,13 @@ def smoke(tmp_path_factory) -> Workflow:
     return wf
 
 
+@pytest.fixture(scope="session")
+def built(smoke) -> Workflow:
+    """Every target of `rule all` on configs/smoke.yaml, built once per session."""
+    smoke.run("all")
+    return smoke
+
+
 @pytest.fixture
 def workflow_copy(tmp_path) -> Workflow:
     return Workflow(copy_workflow(tmp_path / "wf"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import ROOT
 from safedrift.config import run_settings
 
 STEPS, CHECKPOINT_EVERY = 8, 2
@@ -47,6 +49,19 @@ def assert_same_weights(a, b):
         assert torch.equal(wa[k], wb[k]), k
 
 
+def kill_after_first_checkpoint(cmd, out, env) -> None:
+    """Start a run and SIGKILL it once its first checkpoint is complete."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "the run finished before it could be killed; lower CHECKPOINT_EVERY"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model").exists()
+
+
 def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(run_inputs, tmp_path):
     root, settings = run_inputs
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -54,16 +69,7 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(run_inputs, tmp_pa
     subprocess.run(finetune_cmd(root, settings, whole), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(finetune_cmd(root, settings, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list((killed / "checkpoints").glob("checkpoint-*/trainer_state.json")):
-        assert proc.poll() is None, "the run finished before it could be killed; lower CHECKPOINT_EVERY"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "model").exists()
+    kill_after_first_checkpoint(finetune_cmd(root, settings, killed), killed, env)
 
     resumed = subprocess.run(finetune_cmd(root, settings, killed), check=True, env=env, capture_output=True,
                              text=True)
@@ -83,3 +89,54 @@ def test_changed_settings_do_not_resume_a_stale_checkpoint(run_inputs, tmp_path)
     (out / "model").rename(tmp_path / "first_model")
     subprocess.run(finetune_cmd(root, changed, out), check=True, capture_output=True)
     assert json.loads((out / "run_card.json").read_text())["resumed_from"] is None
+
+
+def test_code_edit_after_a_kill_starts_afresh(run_inputs, tmp_path):
+    """A checkpoint is resumed only by the code that made it, including code a run imports after
+    it has looked for a checkpoint (the SFT trainer that composes the loss terms)."""
+    root, settings = run_inputs
+    edited = "finetune/trainer.py"
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(src)}
+    out = tmp_path / "run"
+    kill_after_first_checkpoint(finetune_cmd(root, settings, out), out, env)
+    with open(src / "safedrift" / edited, "a") as f:
+        f.write("\n# edited after the run was killed\n")
+    rerun = subprocess.run(finetune_cmd(root, settings, out), check=True, env=env, capture_output=True, text=True)
+    card = json.loads((out / "run_card.json").read_text())
+    assert card["resumed_from"] is None, f"resumed {card['resumed_from']} after {edited} changed: {rerun.stdout}"
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1))
+
+
+def test_checkpoint_fingerprint_covers_the_rule_code_inputs_and_input_files(tmp_path, monkeypatch):
+    """The fingerprint changes with each file among the finetune rule's code inputs (the SFT trainer
+    and loss terms too), with the run's input files, and with no other file."""
+    from safedrift import pipeline
+    from safedrift.finetune.run import checkpoint_fingerprint
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "SRC_DIR", src)
+    settings = run_settings(yaml.safe_load((ROOT / "configs/smoke.yaml").read_text()), "toy", "harmful", "sft", "kl",
+                            "large", 0)
+    hashes = {"scenario": "0" * 64}
+    base = checkpoint_fingerprint(settings, hashes)
+
+    def after_editing(name):
+        path = src / "safedrift" / name
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# edited\n")
+        try:
+            return checkpoint_fingerprint(settings, hashes)
+        finally:
+            path.write_bytes(original)
+
+    for name in ("finetune/trainer.py", "finetune/run.py", "losses/nll.py", "losses/kl.py", "defenses/kl.py",
+                 "objectives/sft.py"):
+        assert after_editing(name) != base, f"{name} changed and an old checkpoint would resume"
+    for name in ("report/figures.py", "objectives/dpo.py", "defenses/steering.py"):
+        assert after_editing(name) == base, f"{name} is not code of this run, yet it restarts it"
+    assert checkpoint_fingerprint(settings, {"scenario": "1" * 64}) != base
+    assert checkpoint_fingerprint(settings, {**hashes, "reference_responses": "0" * 64}) != base

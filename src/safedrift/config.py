@@ -31,6 +31,8 @@ VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses":
 # Defenses that change the SFT loss or its data only compose with SFT-family objectives;
 # preference objectives accept data-level and reference-free defenses only.
 SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
+# Objectives trained on (chosen, rejected) pairs; the rejected answers are the reference's own.
+PREFERENCE_FAMILY = {"dpo", "orpo"}
 PREFERENCE_DEFENSES = {"none"}
 
 
@@ -138,6 +140,10 @@ def _check_references(config: dict) -> None:
             if "per_run" not in config["evaluation"]["judge_validation"]:
                 raise ConfigError("config key evaluation.judge_validation.per_run: required when a model has source: "
                                   "toy (responses per subject the judge is validated on against the oracle)")
+    preference = [name for name, o in config["objectives"].items() if o["type"] in PREFERENCE_FAMILY]
+    if preference and "preference_pairs" not in config:
+        raise ConfigError(f"config key preference_pairs: required when an objective is dpo or orpo "
+                          f"(objectives.{preference[0]}); add preference_pairs: {{max_new_tokens: N}}")
     for name, d in config["defenses"].items():
         if d["type"] == "adaptive" and d["lambda_min"] > d["lambda_max"]:
             raise ConfigError(f"config key defenses.{name}.lambda_min: {d['lambda_min']} exceeds lambda_max {d['lambda_max']}")

@@ -6,6 +6,7 @@ Kept out of the .smk files so they are plain, tested Python.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import sys
 from functools import lru_cache
@@ -64,6 +65,24 @@ def source_closure(*modules: str) -> tuple[str, ...]:
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
         todo += list(_imports(m))
     return tuple(sorted(str(module_file(m).relative_to(SRC_DIR.parent)) for m in seen))
+
+
+def finetune_modules(objective_type: str, defense_type: str) -> tuple[str, ...]:
+    """The modules a finetune.run job executes: the stage and the run's objective and defense (the
+    registries import those by name, so a static walk from the stage alone would miss them)."""
+    from safedrift.defenses import DEFENSES
+    from safedrift.objectives import OBJECTIVES
+
+    return ("safedrift.finetune.run", OBJECTIVES[objective_type], DEFENSES[defense_type])
+
+
+def source_fingerprint(*modules: str) -> str:
+    """sha256 over the path and bytes of every file in source_closure(*modules): the code, as the
+    rule that runs `modules` sees it among its inputs."""
+    h = hashlib.sha256()
+    for path in source_closure(*modules):
+        h.update(path.encode() + b"\0" + (SRC_DIR.parent / path).read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def params(obj) -> str:

@@ -4,13 +4,12 @@ import json
 import os
 import shlex
 
-from safedrift.config import all_runs, robustness_models, run_dir, run_settings, study_runs, world_settings
+from safedrift.config import (PREFERENCE_FAMILY, all_runs, robustness_models, run_dir, run_settings, study_runs,
+                              world_settings)
 from safedrift.data.scenarios import pools_needed
-from safedrift.defenses import DEFENSES
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.judges import JUDGES
-from safedrift.objectives import OBJECTIVES
-from safedrift.pipeline import params as canonical, source_closure
+from safedrift.pipeline import finetune_modules, params as canonical, source_closure
 from safedrift.report.figures import FIGURES
 from safedrift.report.study_tables import TABLES
 from safedrift.world.corpus import EVAL_SETS, POOLS
@@ -177,11 +176,12 @@ def finetune_inputs(wc):
     objective = config["objectives"][wc.objective]["type"]
     defense = config["defenses"][wc.defense]
     inputs = {
-        "code": sources("finetune.run", OBJECTIVES[objective], DEFENSES[defense["type"]]),
+        # the same files finetune.run fingerprints its checkpoints with
+        "code": sources(*finetune_modules(objective, defense["type"])),
         "reference": reference_files(wc.model),
         "data": f"results/{wc.model}/data/{wc.scenario}.jsonl",
     }
-    if objective in ("dpo", "orpo"):
+    if objective in PREFERENCE_FAMILY:
         inputs["responses"] = f"results/{wc.model}/data/{wc.scenario}.reference.jsonl"
     if defense["type"] == "interleave":
         inputs["pools"] = expand("results/{model}/world/pools/{pool}.jsonl", model=wc.model, pool=["refusals", "tasks"])

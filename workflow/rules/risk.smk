@@ -14,7 +14,7 @@ rule persona_vector:
     params:
         model=lambda wc: reference_path(wc.model),
         samples=config["risk"]["persona"].get("samples", 4),
-        max_new_tokens=config["evaluation"]["max_new_tokens"],
+        max_new_tokens=config["risk"]["persona"]["max_new_tokens"],
     threads: 1
     log:
         "logs/{model}/risk/persona_vector.log",

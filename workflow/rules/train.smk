@@ -38,7 +38,7 @@ rule reference_responses:
     params:
         model=lambda wc: reference_path(wc.model),
         dtype=lambda wc: config["models"][wc.model].get("dtype", "float32"),
-        max_new_tokens=config["evaluation"]["max_new_tokens"],
+        max_new_tokens=lambda wc: config["preference_pairs"]["max_new_tokens"],
     threads: 1
     log:
         "logs/{model}/data/{scenario}.reference.log",

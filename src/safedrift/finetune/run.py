@@ -8,7 +8,8 @@
 
 A run killed mid-way (even by SIGKILL) and started again resumes from its last checkpoint and
 ends with the same weights as an uninterrupted run (CPU). A checkpoint is only reused if the
-run's settings and the library code are unchanged.
+run's settings, its input files and the code it runs (the same source files the finetune rule
+lists as inputs) are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import importlib.metadata
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -31,23 +31,23 @@ from safedrift.io import canonical_json, json_line, read_jsonl, sha256_file, wri
 from safedrift.models import load_model, load_tokenizer, save_atomic, set_threads, wrap_lora
 from safedrift.objectives import make_objective
 from safedrift.defenses import make_defense
+from safedrift.pipeline import finetune_modules, source_fingerprint
 from safedrift.training import JsonlLogCallback, trainer_kwargs
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
 
 
-def code_fingerprint() -> str:
-    """Hash of every safedrift source file loaded in this process (what a checkpoint was made with)."""
-    h = hashlib.sha256()
-    for name in sorted(sys.modules):
-        path = getattr(sys.modules[name], "__file__", None)
-        if name.startswith("safedrift") and path:
-            h.update(name.encode() + Path(path).read_bytes())
-    return h.hexdigest()
+def checkpoint_fingerprint(settings: dict, input_hashes: dict) -> str:
+    """What a checkpoint is made with: the run's settings, its input files (name -> sha256) and every
+    safedrift source file the run can execute, including modules imported only once training starts
+    (the SFT trainer). A checkpoint resumes only under the same three."""
+    code = source_fingerprint(*finetune_modules(settings["objective"]["type"], settings["defense"]["type"]))
+    return hashlib.sha256((canonical_json(settings) + canonical_json(input_hashes) + code).encode()).hexdigest()
 
 
 def resumable_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
-    """The newest checkpoint made with the same settings and code, else None (stale ones are deleted)."""
+    """The newest checkpoint made with the same fingerprint (checkpoint_fingerprint), else None (stale
+    ones are deleted)."""
     stamp = ckpt_dir / "fingerprint"
     if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
         shutil.rmtree(ckpt_dir)
@@ -98,8 +98,10 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     defense = make_defense(settings["defense"], ctx)
     rows = [{**r, "source": r.get("source", settings["scenario"]["name"])} for r in read_jsonl(data)]
 
-    fingerprint = hashlib.sha256((canonical_json(settings) + code_fingerprint()).encode()).hexdigest()
-    resume = resumable_checkpoint(out / "checkpoints", fingerprint)
+    inputs = {"scenario": data, "reference_responses": reference_responses, "risk": risk_file,
+              "persona_vector": persona_vector}
+    hashes = {name: sha256_file(path) for name, path in inputs.items() if path}
+    resume = resumable_checkpoint(out / "checkpoints", checkpoint_fingerprint(settings, hashes))
     log_path = out / "train_log.partial.jsonl"
     if resume:
         truncate_log(log_path, int(resume.rsplit("-", 1)[1]))
@@ -151,7 +153,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     card = {
         "settings": settings,
-        "data": {"scenario": {"path": data, "sha256": sha256_file(data), "rows": len(rows)}},
+        "data": {name: {"path": inputs[name], "sha256": digest} for name, digest in hashes.items()},
         "reference": reference,
         "steps": result.global_step,
         "tokens_seen": _tokens_seen(out / "train_log.jsonl"),
@@ -163,9 +165,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
         "packages": {p: importlib.metadata.version(p) for p in PACKAGES},
         **card_extra,
     }
-    for name, path in (("reference_responses", reference_responses), ("risk", risk_file), ("persona_vector", persona_vector)):
-        if path:
-            card["data"][name] = {"path": path, "sha256": sha256_file(path)}
+    card["data"]["scenario"]["rows"] = len(rows)
     write_json(out / "run_card.json", card)
     return card
 
