@@ -195,9 +195,12 @@ def test_cached_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypat
     if not cache:  # what a cache of recurrent layers gets: the prompts again, in full
         monkeypatch.setattr("safedrift.judges.rubric.cache_rows", lambda cache, index: None)
     prompts = [j.chat_prompt(text) for text in ("rate this", "how good is this answer, from 0 to 100 ?", "x")]
+    pruned = j.number_probabilities(prompts)
+    monkeypatch.setattr("safedrift.judges.rubric.NEGLIGIBLE_MASS", 0.0)
+    j.continuations = 0
     got = j.number_probabilities(prompts)
-    assert j.continuations == len(prompts) * len(j.paths.rows)  # nothing negligible in a random model
-    for prompt, row in zip(prompts, got):
+    assert j.continuations == len(prompts) * len(j.paths.rows)  # every path followed
+    for prompt, row, row_pruned in zip(prompts, got, pruned):
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
         @functools.cache
@@ -209,6 +212,8 @@ def test_cached_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypat
         expected = brute_force(tokenizer, next_token)
         assert expected.sum() > 1e-3
         np.testing.assert_allclose(row, expected, rtol=1e-4, atol=1e-12)
+        # Leaving out the least likely first tokens loses at most NEGLIGIBLE_MASS of number mass.
+        assert (row_pruned <= row * (1 + 1e-5)).all() and (row - row_pruned).sum() <= 1e-4
 
 
 def test_split_digits_and_whole_numbers_read_the_same_score(judges):

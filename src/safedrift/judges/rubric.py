@@ -8,8 +8,8 @@ scale as those with whole-number tokens (Llama 3). Where a number 0..100 is less
 
 Cost per (row, rubric): one pass over the prompt, batched, which keeps its key/value cache; then
 one batched pass of a few tokens per trie row over that cache (about 100 rows of 1-3 tokens for
-either kind of tokenizer, 200 with the " 37" spellings), leaving out rows whose first token has
-probability below NEGLIGIBLE: for a judge that answers, a few dozen rows.
+either kind of tokenizer, 200 with the " 37" spellings), leaving out rows whose first token is
+among the least likely (NEGLIGIBLE_MASS): for a judge that answers, a few dozen to a hundred.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
 from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
 
 DEFAULT_BATCH_SIZE = 16
-# A trie row whose first token is less likely than this is not evaluated (its numbers count as 0):
-# over at most ~200 rows that moves at most 2e-4 of probability, under 0.1 point of score.
-NEGLIGIBLE = 1e-6
+# The least likely first tokens of the number paths, together at most this likely, are not
+# followed (their numbers count as 0): that moves at most 1e-4 of number mass, so a score by at
+# most 100 * 1e-4 / min_number_mass points (0.04 at the default 0.25).
+NEGLIGIBLE_MASS = 1e-4
 # Continuation sequences per pass, per prompt of the batch: each carries a copy of its prompt's
 # key/value cache, so a pass holds this many times the prompt pass's cache.
 CONTINUATIONS_PER_PROMPT = 4
@@ -104,10 +105,10 @@ class RubricJudge(Judge):
         ends[:len(self.paths.ends_number)] = torch.as_tensor(self.paths.ends_number, device=device)
         ends[len(self.paths.ends_number):] = True  # padding rows of the embedding: not digits
 
-        first = first_token[:, rows[:, 0]]  # [B, R]
+        first = first_token[:, rows[:, 0]] * followed(first_token, rows[:, 0])  # [B, R]
         step = torch.zeros((*first.shape, self.paths.depth), device=device)
         end = torch.zeros_like(step)
-        prompt_index, row_index = torch.nonzero(first >= NEGLIGIBLE, as_tuple=True)
+        prompt_index, row_index = torch.nonzero(first, as_tuple=True)
         self.continuations += len(row_index)
         depth = torch.arange(self.paths.depth, device=device)
         chunk = CONTINUATIONS_PER_PROMPT * self.batch_size
@@ -126,7 +127,7 @@ class RubricJudge(Judge):
             probs = torch.softmax(logits, dim=-1)  # [n, D, V]: next token after row tokens 0..j
             end[b, r] = probs @ ends.float()
             step[b, r, :-1] = probs[:, :-1].gather(-1, rows[r, 1:, None])[..., 0]
-        return first.where(first >= NEGLIGIBLE, 0.0).cpu().numpy(), step.cpu().numpy(), end.cpu().numpy()
+        return first.cpu().numpy(), step.cpu().numpy(), end.cpu().numpy()
 
     def score_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
         columns = {}
@@ -138,6 +139,17 @@ class RubricJudge(Judge):
             columns[column] = to_column_scale(column, scores)
         columns["unparsed"] = unparsed
         return columns
+
+
+def followed(first_token, first_ids):
+    """[B, R] 1.0 where row r's first token (first_ids [R]) is followed for prompt b, 0.0 where it
+    is among the least likely first tokens that together hold at most NEGLIGIBLE_MASS."""
+    import torch
+
+    distinct, row_of = torch.unique(first_ids, return_inverse=True)
+    p, order = first_token[:, distinct].sort(dim=1)
+    dropped = torch.zeros_like(p, dtype=torch.bool).scatter(1, order, p.cumsum(1) <= NEGLIGIBLE_MASS)
+    return (~dropped[:, row_of]).float()
 
 
 def cache_rows(cache, index):
