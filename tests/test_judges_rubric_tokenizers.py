@@ -178,9 +178,8 @@ def test_number_probabilities_walk_the_trie_exactly(whole_numbers):
     assert (paths.ends_number == ~digits).all()
 
 
-@pytest.mark.parametrize("whole_numbers,cache", [(False, True), (True, True), (False, False)])
-def test_cached_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypatch, whole_numbers, cache):
-    # A randomly initialised (so context-dependent) Llama; prompts of different lengths share a batch.
+def random_judge(folder, whole_numbers: bool):
+    """A randomly initialised (so context-dependent) tiny Llama with a byte tokenizer, as a judge."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = byte_tokenizer(whole_numbers)
@@ -189,19 +188,33 @@ def test_cached_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypat
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)).eval()
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    j = judge(str(tmp_path), batch_size=3)
-    if not cache:  # what a cache of recurrent layers gets: the prompts again, in full
-        monkeypatch.setattr("safedrift.judges.rubric.cache_rows", lambda cache, index: None)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return judge(str(folder), batch_size=3), model
+
+
+# tree: the trie's nodes after each prompt under a 4D mask (sdpa, then eager attention); rows: one
+# sequence per trie row on cache copies (sliding-window models); full: the prompt again for each
+# row (recurrent caches).
+@pytest.mark.parametrize("whole_numbers,passes", [(False, "tree"), (True, "tree"), (False, "tree-eager"),
+                                                  (False, "rows"), (True, "rows"), (False, "full")])
+def test_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypatch, whole_numbers, passes):
+    j, model = random_judge(tmp_path, whole_numbers)
+    if passes == "tree-eager":
+        j.model.set_attn_implementation("eager")
+    if passes in ("rows", "full"):
+        monkeypatch.setattr("safedrift.judges.number_passes.tree_fits", lambda model, cache: False)
+    if passes == "full":
+        monkeypatch.setattr("safedrift.judges.number_passes.cache_rows", lambda cache, index: None)
+    # prompts of different lengths share a batch (left padding)
     prompts = [j.chat_prompt(text) for text in ("rate this", "how good is this answer, from 0 to 100 ?", "x")]
     pruned = j.number_probabilities(prompts)
-    monkeypatch.setattr("safedrift.judges.rubric.NEGLIGIBLE_MASS", 0.0)
+    monkeypatch.setattr("safedrift.judges.number_passes.NEGLIGIBLE_MASS", 0.0)
     j.continuations = 0
     got = j.number_probabilities(prompts)
-    assert j.continuations == len(prompts) * len(j.paths.rows)  # every path followed
+    assert j.continuations == len(prompts) * (1 if passes.startswith("tree") else len(j.paths.rows))
     for prompt, row, row_pruned in zip(prompts, got, pruned):
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = j.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
         @functools.cache
         def next_token(ids, prompt_ids=tuple(prompt_ids)):
@@ -209,10 +222,10 @@ def test_cached_batched_passes_equal_one_full_pass_per_reply(tmp_path, monkeypat
                 logits = model(torch.tensor([prompt_ids + ids])).logits[0, -1]
             return torch.softmax(logits, -1).numpy().astype(np.float64)
 
-        expected = brute_force(tokenizer, next_token)
+        expected = brute_force(j.tokenizer, next_token)
         assert expected.sum() > 1e-3
         np.testing.assert_allclose(row, expected, rtol=1e-4, atol=1e-12)
-        # Leaving out the least likely first tokens loses at most NEGLIGIBLE_MASS of number mass.
+        # rows: leaving out the least likely first tokens loses at most NEGLIGIBLE_MASS of number mass
         assert (row_pruned <= row * (1 + 1e-5)).all() and (row - row_pruned).sum() <= 1e-4
 
 

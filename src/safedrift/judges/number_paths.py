@@ -33,7 +33,12 @@ class NumberPaths:
     """rows: [R, D] token ids of the trie's rows (right-padded with 0), row_lengths: [R];
     spelling_value/spelling_row/spelling_length: [C] one entry per (number, spelling) path, which
     is the first spelling_length tokens of row spelling_row; ends_number: [V] True for tokens
-    that end a number when they follow its last digit."""
+    that end a number when they follow its last digit.
+
+    The trie's nodes (every distinct prefix, N of them) for a pass that reads them all at once:
+    node_token/node_depth: [N] a node's last token and its length; node_sees: [N, N] True where
+    node j is node i or one of its prefixes; row_nodes: [R, D] the node of row r's first j+1
+    tokens (0 past the row's end)."""
 
     rows: np.ndarray
     row_lengths: np.ndarray
@@ -41,6 +46,10 @@ class NumberPaths:
     spelling_row: np.ndarray
     spelling_length: np.ndarray
     ends_number: np.ndarray
+    node_token: np.ndarray
+    node_depth: np.ndarray
+    node_sees: np.ndarray
+    row_nodes: np.ndarray
 
     @property
     def depth(self) -> int:
@@ -50,8 +59,12 @@ class NumberPaths:
 def number_paths(tokenizer, prompt: str, where: str) -> NumberPaths:
     """The token paths of the replies "0".."100" (and " 0".." 100") after `prompt`, a chat prompt
     ending in the generation prompt; SafedriftError naming `where` if some number cannot be written."""
-    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)  # noqa: E731
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
     prompt_ids = encode(prompt)
     prompt_text = decode(prompt_ids)
     spellings: dict[tuple[int, ...], int] = {}  # token path -> value
@@ -68,14 +81,16 @@ def number_paths(tokenizer, prompt: str, where: str) -> NumberPaths:
             written = True
             spellings.setdefault(path, value)  # a tokenizer that drops the space gives one path twice
         if not written:
-            raise SafedriftError(f"{where}: its tokenizer cannot write the number {value} as a reply "
-                                 f"(it tokenizes to {tokenizer.convert_ids_to_tokens(encode(prompt + str(value))[len(prompt_ids):])}); "
-                                 "it cannot be a rubric judge: use a chat model whose tokenizer has digits")
+            tokens = tokenizer.convert_ids_to_tokens(encode(prompt + str(value))[len(prompt_ids):])
+            raise SafedriftError(f"{where}: its tokenizer cannot write the number {value} as a reply (it reads "
+                                 f"{tokens}); it cannot be a rubric judge: use a chat model whose tokenizer has digits")
     paths = sorted(spellings)
     # A row for every path that is no proper prefix of another; sorted order puts a path's
     # extensions right after it, so a path is a row exactly when the next one does not extend it.
     rows = [p for i, p in enumerate(paths) if i + 1 == len(paths) or paths[i + 1][:len(p)] != p]
     row_of_prefix = {row[:k]: r for r, row in enumerate(rows) for k in range(1, len(row) + 1)}
+    nodes = sorted(row_of_prefix)
+    node_of = {node: i for i, node in enumerate(nodes)}
     depth = max(len(row) for row in rows)
     return NumberPaths(
         rows=np.array([list(row) + [0] * (depth - len(row)) for row in rows], dtype=np.int64),
@@ -84,6 +99,11 @@ def number_paths(tokenizer, prompt: str, where: str) -> NumberPaths:
         spelling_row=np.array([row_of_prefix[p] for p in paths], dtype=np.int64),
         spelling_length=np.array([len(p) for p in paths], dtype=np.int64),
         ends_number=ends_number(tokenizer, list(next(p for p in paths if spellings[p] == 1))),
+        node_token=np.array([node[-1] for node in nodes], dtype=np.int64),
+        node_depth=np.array([len(node) for node in nodes], dtype=np.int64),
+        node_sees=np.array([[node[:len(other)] == other for other in nodes] for node in nodes]),
+        row_nodes=np.array([[node_of[row[:j + 1]] if j < len(row) else 0 for j in range(depth)] for row in rows],
+                           dtype=np.int64),
     )
 
 

@@ -6,15 +6,13 @@ reply's probability being that of its whole token path plus the end of the numbe
 scale as those with whole-number tokens (Llama 3). Where a number 0..100 is less likely than
 `min_number_mass` the score is NaN and counted in `unparsed`.
 
-Cost per (row, rubric): one pass over the prompt, batched, which keeps its key/value cache; then
-one batched pass of a few tokens per trie row over that cache (about 100 rows of 1-3 tokens for
-either kind of tokenizer, 200 with the " 37" spellings), leaving out rows whose first token is
-among the least likely (NEGLIGIBLE_MASS): for a judge that answers, a few dozen to a hundred.
+Cost per batch of `batch_size` (row, rubric) prompts: one pass over the prompts, which keeps
+their key/value cache, then one pass over the ~200 nodes of the number trie after each of them
+(number_passes.py; models with sliding-window or recurrent layers run the trie's rows instead).
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 
 import numpy as np
@@ -26,13 +24,6 @@ from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
 from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
 
 DEFAULT_BATCH_SIZE = 16
-# The least likely first tokens of the number paths, together at most this likely, are not
-# followed (their numbers count as 0): that moves at most 1e-4 of number mass, so a score by at
-# most 100 * 1e-4 / min_number_mass points (0.04 at the default 0.25).
-NEGLIGIBLE_MASS = 1e-4
-# Continuation sequences per pass, per prompt of the batch: each carries a copy of its prompt's
-# key/value cache, so a pass holds this many times the prompt pass's cache.
-CONTINUATIONS_PER_PROMPT = 4
 
 
 class RubricJudge(Judge):
@@ -57,7 +48,7 @@ class RubricJudge(Judge):
         # Before the model loads: a tokenizer that cannot write the scale fails in seconds.
         self.paths = number_paths(self.tokenizer, self.chat_prompt("?"), f"judges.{name}.model {path}")
         self.model = load_model(path, dtype="bfloat16" if use_bf16("auto") else "float32").eval()
-        self.continuations = 0  # trie rows evaluated, for the cost of a score
+        self.continuations = 0  # continuation sequences run after the prompts, for the cost of a score
         # Only the last position's logits are read from the prompt pass: [B, V] instead of [B, P, V].
         self.last_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
             self.model.forward).parameters else {}
@@ -73,6 +64,8 @@ class RubricJudge(Judge):
         """[len(prompts), 101]: probability that the judge's reply to each prompt is the number 0..100."""
         import torch
 
+        from safedrift.judges.number_passes import trie_statistics
+
         out = np.zeros((len(prompts), len(SCALE)))
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         device = next(self.model.parameters()).device
@@ -87,47 +80,11 @@ class RubricJudge(Judge):
                 positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                 result = self.model(**enc, position_ids=positions, use_cache=True, **self.last_logits)
                 first_token = torch.softmax(result.logits[:, -1, :].float(), dim=-1)
-                out[idx] = number_probabilities(self.paths, *self.trie_statistics(
-                    first_token, enc, result.past_key_values))
+                *statistics, sequences = trie_statistics(self.model, self.paths, enc, first_token,
+                                                         result.past_key_values)
+                out[idx] = number_probabilities(self.paths, *statistics)
+                self.continuations += sequences
         return out
-
-    def trie_statistics(self, first_token, prompts, cache):
-        """first [B, R], step [B, R, D], end [B, R, D] (number_paths.number_probabilities) for the
-        left-padded `prompts` (input_ids, attention_mask [B, P]) whose next-token distributions are
-        first_token [B, V] and whose key/value cache is `cache`."""
-        import torch
-
-        prompt_mask = prompts["attention_mask"]
-        device = first_token.device
-        rows = torch.as_tensor(self.paths.rows, device=device)
-        lengths = torch.as_tensor(self.paths.row_lengths, device=device)
-        ends = torch.zeros(first_token.shape[-1], dtype=torch.bool, device=device)
-        ends[:len(self.paths.ends_number)] = torch.as_tensor(self.paths.ends_number, device=device)
-        ends[len(self.paths.ends_number):] = True  # padding rows of the embedding: not digits
-
-        first = first_token[:, rows[:, 0]] * followed(first_token, rows[:, 0])  # [B, R]
-        step = torch.zeros((*first.shape, self.paths.depth), device=device)
-        end = torch.zeros_like(step)
-        prompt_index, row_index = torch.nonzero(first, as_tuple=True)
-        self.continuations += len(row_index)
-        depth = torch.arange(self.paths.depth, device=device)
-        chunk = CONTINUATIONS_PER_PROMPT * self.batch_size
-        for start in range(0, len(row_index), chunk):
-            b, r = prompt_index[start:start + chunk], row_index[start:start + chunk]
-            tokens = rows[r]  # [n, D]
-            real = (depth[None, :] < lengths[r, None]).long()
-            mask = torch.cat([prompt_mask[b], real], dim=1)
-            positions = prompt_mask[b].sum(-1, keepdim=True) + depth[None, :]
-            past = cache_rows(cache, b)
-            if past is None:  # a cache this cannot copy (recurrent layers): the prompts again, in full
-                tokens = torch.cat([prompts["input_ids"][b], tokens], dim=1)
-                positions = torch.cat([(prompt_mask[b].cumsum(-1) - 1).clamp(min=0), positions], dim=1)
-            logits = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                                past_key_values=past).logits[:, -self.paths.depth:].float()
-            probs = torch.softmax(logits, dim=-1)  # [n, D, V]: next token after row tokens 0..j
-            end[b, r] = probs @ ends.float()
-            step[b, r, :-1] = probs[:, :-1].gather(-1, rows[r, 1:, None])[..., 0]
-        return first.cpu().numpy(), step.cpu().numpy(), end.cpu().numpy()
 
     def score_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
         columns = {}
@@ -140,28 +97,3 @@ class RubricJudge(Judge):
         columns["unparsed"] = unparsed
         return columns
 
-
-def followed(first_token, first_ids):
-    """[B, R] 1.0 where row r's first token (first_ids [R]) is followed for prompt b, 0.0 where it
-    is among the least likely first tokens that together hold at most NEGLIGIBLE_MASS."""
-    import torch
-
-    distinct, row_of = torch.unique(first_ids, return_inverse=True)
-    p, order = first_token[:, distinct].sort(dim=1)
-    dropped = torch.zeros_like(p, dtype=torch.bool).scatter(1, order, p.cumsum(1) <= NEGLIGIBLE_MASS)
-    return (~dropped[:, row_of]).float()
-
-
-def cache_rows(cache, index):
-    """`cache` (a transformers Cache) holding the prompts `index` (repeats allowed), without
-    touching `cache`: its layers are copied shallowly, so the selection rebinds the copies'
-    tensors, and the continuation pass appends to the copies. None for a cache whose layers keep
-    other state (recurrent, quantised, static) that a shallow copy would share."""
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-
-    if not all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in getattr(cache, "layers", [None])):
-        return None
-    view = copy.copy(cache)
-    view.layers = [copy.copy(layer) for layer in cache.layers]
-    view.batch_select_indices(index)
-    return view
