@@ -36,8 +36,9 @@ def trie_statistics(model, paths: NumberPaths, prompts, first_token, cache):
     [B, P]) whose next-token distributions are first_token [B, V] and whose cache is `cache`."""
     device = first_token.device
     rows = torch.as_tensor(paths.rows, device=device)
+    vocab = min(first_token.shape[-1], len(paths.ends_number))
     ends = torch.ones(first_token.shape[-1], device=device)  # embedding rows past the tokenizer: no digits
-    ends[:len(paths.ends_number)] = torch.as_tensor(paths.ends_number, device=device).float()
+    ends[:vocab] = torch.as_tensor(paths.ends_number[:vocab], device=device).float()
     if tree_fits(model, cache):
         step, end = tree_pass(model, paths, prompts, cache, ends)
         first = first_token[:, rows[:, 0]]
