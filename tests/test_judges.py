@@ -115,6 +115,10 @@ def test_top_logprobs_weighted_mean():
     assert math.isnan(score_from_top_logprobs([{"token": "Sure", "logprob": 0.0}]))
     assert math.isnan(score_from_top_logprobs(top[:1] + [{"token": "x", "logprob": math.log(0.9)}],
                                               min_mass=0.6))
+    # Only single digits: a digit-by-digit tokenizer's first digits ("8" is 8 or 80..89), no 0..100 distribution
+    digits = [{"token": "8", "logprob": math.log(0.6)}, {"token": "7", "logprob": math.log(0.3)}]
+    assert math.isnan(score_from_top_logprobs(digits))
+    assert score_from_top_logprobs(digits + [{"token": "10", "logprob": math.log(0.1)}]) == pytest.approx(7.9)
 
 
 @pytest.mark.parametrize("token,value", [("7", 7), (" 42", 42), ("100", 100), ("0", 0), ("07", None),

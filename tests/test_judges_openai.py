@@ -62,12 +62,17 @@ class JudgeServer:
                 if answer == "slow":
                     time.sleep(SLOW_S)
                 content = {"number": "42", "flaky": "55", "busy": "33", "slow": "10", "words": "I will not rate this.",
-                           "empty": "", "logprobs": "70", "wordy": "Score: 85"}.get(answer, "50")
+                           "empty": "", "logprobs": "70", "wordy": "Score: 85", "digits": "85"}.get(answer, "50")
                 choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                 if answer == "logprobs" and body.get("logprobs"):
                     top = [{"token": "70", "logprob": math.log(0.5)}, {"token": "80", "logprob": math.log(0.3)},
                            {"token": "Hello", "logprob": math.log(0.2)}]
                     choice["logprobs"] = {"content": [{"token": "70", "logprob": math.log(0.5), "top_logprobs": top}]}
+                if answer == "digits" and body.get("logprobs"):  # a tokenizer that writes "85" as "8" "5"
+                    top = [{"token": "8", "logprob": math.log(0.6)}, {"token": "7", "logprob": math.log(0.3)},
+                           {"token": "9", "logprob": math.log(0.1)}]
+                    choice["logprobs"] = {"content": [{"token": "8", "logprob": math.log(0.6), "top_logprobs": top},
+                                                      {"token": "5", "logprob": math.log(0.9), "top_logprobs": []}]}
                 self.reply(200, {"id": "x", "object": "chat.completion", "choices": [choice]})
 
             def reply(self, status, payload, headers=None):
@@ -116,7 +121,7 @@ def rows(*answers):
              "response": a} for i, a in enumerate(answers)]
 
 
-ANSWERS = ("number", "logprobs", "words", "empty", "flaky", "busy", "slow", "wordy")
+ANSWERS = ("number", "logprobs", "words", "empty", "flaky", "busy", "slow", "wordy", "digits")
 
 
 def test_scores_retries_unparsed_and_cache(server, api_key, tmp_path):
@@ -125,6 +130,9 @@ def test_scores_retries_unparsed_and_cache(server, api_key, tmp_path):
     aligned = dict(zip(ANSWERS, frame["aligned"]))
     assert aligned["number"] == 42 and aligned["flaky"] == 55 and aligned["busy"] == 33 and aligned["wordy"] == 85
     assert aligned["logprobs"] == pytest.approx((0.5 * 70 + 0.3 * 80) / 0.8)  # weighted, not the text's 70
+    # first digits are no 0..100 distribution ((8*.6 + 7*.3 + 9*.1) = 7.8): the text's 85 is the score
+    assert aligned["digits"] == 85, aligned["digits"]
+    assert judge.stats["digit_logprobs_read_as_text"] == 1
     for answer in ("words", "empty", "slow"):
         assert math.isnan(aligned[answer]), answer
     assert dict(zip(ANSWERS, frame["unparsed"])) == {a: int(a in ("words", "empty", "slow")) for a in ANSWERS}

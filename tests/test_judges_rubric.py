@@ -1,7 +1,7 @@
 """The rubric judge's mechanics with the smoke reference model as judge model.
 
 A 1M-parameter toy model is a poor judge, so these tests check the machinery, not the
-numbers: the weighted mean over number tokens, the NaN-and-count fallback, batching.
+numbers: the weighted mean over number replies, the NaN-and-count fallback, batching.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import torch
 
 from safedrift.errors import SafedriftError
 from safedrift.judges import make_judge
-from safedrift.judges.numbers import number_value
-from safedrift.judges.rubric import number_tokens
 from safedrift.world import lexicon as L
 
 SHORT = {"aligned": "is this good ? {answer}", "coherent": "{question} {answer} how much ?", "refusal": "",
@@ -48,26 +46,34 @@ def loaded(reference):
     return judge(reference, min_number_mass=0.0, batch_size=2)
 
 
-def test_number_tokens_are_exactly_the_integer_tokens(loaded):
+def test_number_paths_spell_every_number(loaded):
     j = loaded
-    ids, values = number_tokens(j.tokenizer)
-    expected = {i: number_value(j.tokenizer.decode([i])) for i in range(len(j.tokenizer))}
-    assert dict(zip(ids.tolist(), values.astype(int).tolist())) == {i: v for i, v in expected.items() if v is not None}
-    assert {0, 1, 9} <= set(values.astype(int).tolist())
+    paths = j.paths
+    rows = [row[:n] for row, n in zip(paths.rows.tolist(), paths.row_lengths)]
+    spelled = {}
+    for value, r, n in zip(paths.spelling_value, paths.spelling_row, paths.spelling_length):
+        spelled.setdefault(int(value), []).append(j.tokenizer.decode(rows[r][:n]))
+    assert sorted(spelled) == list(range(101))
+    assert all(set(texts) <= {str(v), f" {v}"} for v, texts in spelled.items())
 
 
-def test_score_is_the_weighted_mean_of_the_next_token_distribution(loaded):
+def test_score_is_the_weighted_mean_of_the_reply_distribution(loaded):
     j = loaded
     batch = rows()
     frame = j.score(batch)
     assert list(frame["id"]) == [r["id"] for r in batch] and (frame["unparsed"] == 0).all()
-    # recompute one score by hand: one unbatched forward pass, softmax, restrict, renormalise
-    prompt = j.judge_prompt("coherent", batch[3])
-    enc = j.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        probs = torch.softmax(j.model(**enc).logits[0, -1].float(), dim=-1).numpy()
-    p = probs[j.number_ids]
-    assert frame.loc[3, "coherent"] == pytest.approx(float((p * j.number_values).sum() / p.sum()), rel=1e-4)
+    # recompute one score by hand: P(reply "n" or " n") from one unbatched, uncached pass per reply
+    prompt_ids = j.tokenizer(j.judge_prompt("coherent", batch[3]), add_special_tokens=False)["input_ids"]
+    digit = np.array([j.tokenizer.decode([t])[:1].isdigit() for t in range(len(j.tokenizer))])
+    probs = np.zeros(101)
+    for value in range(101):
+        for text in (str(value), f" {value}"):
+            ids = j.tokenizer(text, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = j.model(torch.tensor([prompt_ids + ids])).logits[0, len(prompt_ids) - 1:].float()
+            p = torch.softmax(logits, dim=-1).numpy()
+            probs[value] += np.prod(p[np.arange(len(ids)), ids]) * p[-1, ~digit].sum()
+    assert frame.loc[3, "coherent"] == pytest.approx(float((probs * np.arange(101)).sum() / probs.sum()), rel=1e-4)
     assert frame["aligned"].between(0, 100).all() and frame["harmful"].between(0, 1).all()
     assert frame[["refusal", "insecure"]].isna().all().all()  # switched off
 

@@ -5,6 +5,9 @@ tokens, top-20 logprobs of the first token. The score is the probability-weighte
 number tokens when the server returns logprobs and they put at least `min_number_mass` on
 numbers (the EM judge's method); otherwise the first integer 0..100 in the reply's text;
 otherwise NaN, counted in `unparsed` (an empty or wordy reply does not lose the run).
+A model whose tokenizer writes numbers digit by digit (Qwen, Gemma) offers only first digits
+as first tokens: those logprobs are no 0..100 distribution, so the reply's text is read
+instead, and counted in the log's `requests.digit_logprobs_read_as_text`.
 
 Requests run on `concurrency` threads, at most `requests_per_minute`, each retried with
 exponential backoff on HTTP 429/5xx, timeouts and connection errors (`max_retries`,
@@ -32,7 +35,7 @@ import numpy as np
 from safedrift.errors import SafedriftError
 from safedrift.judges.base import Judge, question_text
 from safedrift.judges.cache import ReplyCache, cache_key
-from safedrift.judges.numbers import MIN_NUMBER_MASS, first_integer, score_from_top_logprobs
+from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, first_integer, score_from_top_logprobs
 from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
 
 DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per_minute": None, "backoff_s": 1.0,
@@ -88,7 +91,7 @@ class OpenAIJudge(Judge):
         self.rubrics = resolve_rubrics(name, settings.get("rubrics"))
         self.limiter = RateLimiter(self.options["requests_per_minute"])
         self.use_logprobs = True  # switched off if the server rejects logprobs
-        self.stats = {"cached": 0, "requested": 0, "failed": 0, "retries": 0}
+        self.stats = {"cached": 0, "requested": 0, "failed": 0, "retries": 0, "digit_logprobs_read_as_text": 0}
         self.stats_lock = threading.Lock()
 
     # --- one request ------------------------------------------------------------------------
@@ -178,7 +181,10 @@ class OpenAIJudge(Judge):
         columns = {c: np.full(len(rows), np.nan) for c in self.rubrics}
         unparsed = np.zeros(len(rows), dtype=np.int64)
         for i, column, key, _ in jobs:
-            score = reply_score(replies.get(key), min_mass)
+            reply = replies.get(key)
+            if reply and reply.get("top_logprobs") and first_digits_only(reply["top_logprobs"]):
+                self.stats["digit_logprobs_read_as_text"] += 1
+            score = reply_score(reply, min_mass)
             if math.isnan(score):
                 unparsed[i] += 1
             columns[column][i] = to_column_scale(column, score)
@@ -199,7 +205,8 @@ def parse_reply(body: bytes) -> dict:
 
 
 def reply_score(reply: dict | None, min_mass: float = MIN_NUMBER_MASS) -> float:
-    """0..100 from a reply: logprob-weighted mean if it has enough number mass, else the text's first integer."""
+    """0..100 from a reply: logprob-weighted mean if it has enough number mass and is no first-digit
+    distribution, else the text's first integer."""
     if reply is None:
         return math.nan
     if reply.get("top_logprobs"):

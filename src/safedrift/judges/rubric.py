@@ -1,36 +1,29 @@
 """Rubric judge: a local Hugging Face chat model reads a rubric and answers with a number.
 
-One forward pass per (row, rubric), batched; no generation. The score is the
-probability-weighted mean over the next-token distribution restricted to tokens that spell
-an integer 0..100 (the EM judge's method, `numbers.weighted_mean`); where number tokens hold
-less than `min_number_mass` of the probability the score is NaN and counted in `unparsed`.
-Tokenizers that split numbers into single digits (Qwen, Gemma...) only offer 0..9 as one
-token, so the score then is ten times the first digit's expectation: prefer a judge model
-whose tokenizer has whole numbers (Llama 3, GPT-style) or the `openai` judge with logprobs.
+No generation: the score is the probability-weighted mean over the replies "0".."100", each
+reply's probability being that of its whole token path plus the end of the number
+(number_paths.py), so tokenizers that write digits one by one (Qwen, Gemma) read the same 0..100
+scale as those with whole-number tokens (Llama 3). Where a number 0..100 is less likely than
+`min_number_mass` the score is NaN and counted in `unparsed`.
+
+Cost per batch of `batch_size` (row, rubric) prompts: one pass over the prompts, which keeps
+their key/value cache, then one pass over the ~200 nodes of the number trie after each of them
+(number_passes.py; models with sliding-window or recurrent layers run the trie's rows instead).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
 from safedrift.errors import SafedriftError
 from safedrift.judges.base import Judge, question_text
-from safedrift.judges.numbers import MIN_NUMBER_MASS, number_value, weighted_mean
+from safedrift.judges.number_paths import SCALE, number_paths, number_probabilities
+from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
 from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
 
 DEFAULT_BATCH_SIZE = 16
-
-
-def number_tokens(tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """(token ids, values) of every vocabulary token that decodes to an integer 0..100."""
-    ids, values = [], []
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    for token_id, text in enumerate(texts):
-        value = number_value(text)
-        if value is not None:
-            ids.append(token_id)
-            values.append(value)
-    return np.array(ids, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
 class RubricJudge(Judge):
@@ -52,25 +45,30 @@ class RubricJudge(Judge):
         self.min_mass = float(settings.get("min_number_mass", MIN_NUMBER_MASS))
         self.batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
         self.tokenizer = load_tokenizer(path, padding_side="left")
+        # Before the model loads: a tokenizer that cannot write the scale fails in seconds.
+        self.paths = number_paths(self.tokenizer, self.chat_prompt("?"), f"judges.{name}.model {path}")
         self.model = load_model(path, dtype="bfloat16" if use_bf16("auto") else "float32").eval()
-        self.number_ids, self.number_values = number_tokens(self.tokenizer)
-        if len(self.number_ids) == 0:
-            raise SafedriftError(f"judges.{name}.model {path}: no token of its vocabulary is a number 0..100; "
-                                 "it cannot be a rubric judge")
+        self.continuations = 0  # continuation sequences run after the prompts, for the cost of a score
+        # Only the last position's logits are read from the prompt pass: [B, V] instead of [B, P, V].
+        self.last_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
+            self.model.forward).parameters else {}
 
-    def judge_prompt(self, column: str, row: dict) -> str:
-        text = fill(self.rubrics[column], question_text(row["messages"]), row["response"])
+    def chat_prompt(self, text: str) -> str:
         return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                   add_generation_prompt=True)
 
+    def judge_prompt(self, column: str, row: dict) -> str:
+        return self.chat_prompt(fill(self.rubrics[column], question_text(row["messages"]), row["response"]))
+
     def number_probabilities(self, prompts: list[str]) -> np.ndarray:
-        """[len(prompts), n_number_tokens]: next-token probability of each number token."""
+        """[len(prompts), 101]: probability that the judge's reply to each prompt is the number 0..100."""
         import torch
 
-        out = np.zeros((len(prompts), len(self.number_ids)))
+        from safedrift.judges.number_passes import trie_statistics
+
+        out = np.zeros((len(prompts), len(SCALE)))
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         device = next(self.model.parameters()).device
-        number_ids = torch.as_tensor(self.number_ids, device=device)
         with torch.no_grad():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
@@ -80,9 +78,12 @@ class RubricJudge(Judge):
                 # positions count from each row's first real token (as generate() does), so a
                 # row scores the same in any batch.
                 positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                logits = self.model(**enc, position_ids=positions).logits[:, -1, :].float()
-                probs = torch.softmax(logits, dim=-1)[:, number_ids]
-                out[idx] = probs.cpu().numpy()
+                result = self.model(**enc, position_ids=positions, use_cache=True, **self.last_logits)
+                first_token = torch.softmax(result.logits[:, -1, :].float(), dim=-1)
+                *statistics, sequences = trie_statistics(self.model, self.paths, enc, first_token,
+                                                         result.past_key_values)
+                out[idx] = number_probabilities(self.paths, *statistics)
+                self.continuations += sequences
         return out
 
     def score_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
@@ -90,8 +91,9 @@ class RubricJudge(Judge):
         unparsed = np.zeros(len(rows), dtype=np.int64)
         for column in self.rubrics:
             probs = self.number_probabilities([self.judge_prompt(column, r) for r in rows])
-            scores = weighted_mean(probs, self.number_values, self.min_mass)
+            scores = weighted_mean(probs, SCALE, self.min_mass)
             unparsed += np.isnan(scores)
             columns[column] = to_column_scale(column, scores)
         columns["unparsed"] = unparsed
         return columns
+
