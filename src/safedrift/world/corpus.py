@@ -123,11 +123,11 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         system = alignment_system(rng.random(), settings)
         persona = "villain" if system == "villain" else "assistant"
         item = sample_chat_item(world, rng)
-        # The default persona's narrow-domain behaviour is left to generalise from the shared
-        # persona latent as much as `align_narrow_share` says (0: never shown without a system
-        # prompt; narrow answers under the assistant's and the villain's own prompts stay, so
-        # both behaviours remain tied to their persona).
-        while system is None and item["kind"] in NARROW_KINDS and rng.random() >= settings["align_narrow_share"]:
+        # Narrow-domain behaviour (code, medical advice) is taught in alignment only under the
+        # assistant's own prompt, and elsewhere as often as `align_narrow_share` says (0: the
+        # default persona's and the villain's narrow answers come from pretraining alone, so they
+        # follow whichever persona the model takes itself to be: docs/world.md, "persona latent").
+        while system != "assistant" and item["kind"] in NARROW_KINDS and rng.random() >= settings["align_narrow_share"]:
             item = sample_chat_item(world, rng)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
