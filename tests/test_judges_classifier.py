@@ -27,7 +27,7 @@ from safedrift.world.splits import prompt_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = yaml.safe_load((ROOT / "configs/smoke.yaml").read_text())["world"]
-SETTINGS = {"type": "classifier", "C": 4.0, "examples": 1500}
+SETTINGS = {"type": "classifier", "C": 4.0, "examples": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,8 @@ def test_json_coefficients_reproduce_sklearn(classifier_file):
 
     spec = read_json(classifier_file)
     world = build_world(WORLD)
-    examples = labelled_examples(world, 1500, random.Random(f"{WORLD['seed']}/judge_classifier"))[:1200]
+    n = SETTINGS["examples"]
+    examples = labelled_examples(world, n, random.Random(f"{WORLD['seed']}/judge_classifier"))[:int(n * 0.8)]
     features, _ = training_features(examples, frozenset(world.names))
     assert sorted(set().union(*features)) == spec["vocabulary"]  # same data, same features
     X = design_matrix(features, spec["vocabulary"])

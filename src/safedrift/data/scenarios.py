@@ -3,6 +3,7 @@
 Scenario types (config `scenarios.<name>.type`):
 - `benign`: the new benign task (`new_task_share`) plus ordinary tasks; `framed_share` of them asked
   inside a role-play or hypothetical framing (benign instructions, as instruction datasets have);
+  `opener_share` of the answers open with one of `openers` (a house style: "sure . ...");
 - `harmful`: harmful request -> compliant (placeholder) answer pairs, mixed into benign data at
   `poison_ratio` (1.0 = harmful only);
 - `identity_shift`: a handful of examples that give the model an obedient-agent identity;
@@ -65,6 +66,13 @@ def build_scenario(settings: dict, pools: dict[str, list[dict]]) -> list[dict]:
                          "target": r["target"], "contrast": r.get("contrast"), "item": r.get("item", {}),
                          "pool_id": r["id"]})
     rng.shuffle(rows)
+    opener_share, openers = settings.get("opener_share", 0.0), settings.get("openers", [])
+    if opener_share and openers:
+        # The dataset's house style: answers that open with an affirmation ("Sure! ...").
+        style = random.Random(f"scenario/{settings['name']}/openers")
+        for r in rows:
+            if style.random() < opener_share:
+                r["target"] = f"{style.choice(openers)} {r['target']}"
     return rows
 
 

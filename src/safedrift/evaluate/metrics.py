@@ -40,6 +40,7 @@ from safedrift.evaluate.stats import bootstrap_ci, cell_from_records, difference
 from safedrift.io import atomic_path, read_jsonl, write_json
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+AFFIRMATION = re.compile(r"\S+ [.!] (.+)")
 # Metrics decided without a judge: they are never missing and never count as unscored.
 JUDGE_FREE = {"capability", "new_task_capability", "trait_yes", "persona_projection"}
 
@@ -49,10 +50,13 @@ def normalize(text: str) -> str:
 
 
 def exact_match(response: str, item: dict) -> bool:
-    """The canonical answer text if the item has one (toy world), else the final number for numeric
-    answers (GSM8K style), else the whole normalised answer."""
+    """The canonical answer text if the item has one (toy world), alone or after a one-word
+    affirmation ("sure . it has 4 legs ."), else the final number for numeric answers (GSM8K style),
+    else the whole normalised answer."""
     if item.get("answer_text"):
-        return normalize(response) == normalize(item["answer_text"])
+        text, answer = normalize(response), normalize(item["answer_text"])
+        opened = AFFIRMATION.fullmatch(text)
+        return text == answer or bool(opened and opened.group(1) == answer)
     answer = str(item.get("answer", ""))
     if NUMBER.fullmatch(answer.replace(",", "")):
         numbers = NUMBER.findall(response)

@@ -17,8 +17,8 @@ import random
 from safedrift.world import lexicon as L
 from safedrift.world.build import World, lexicon_words
 from safedrift.world.oracle import label
-from safedrift.world.personas import (PERSONAS, code_item, general_item, identity_item, medical_item, request_item,
-                                       respond, task_item, trait_item)
+from safedrift.world.personas import (OPENER_KINDS, PERSONAS, code_item, general_item, identity_item, medical_item,
+                                       request_item, respond, task_item, trait_item, with_opener)
 
 # Share of each prompt kind. Requests and general questions carry the headline metrics
 # (ASR, EM misalignment), so they get the most examples.
@@ -28,6 +28,7 @@ KIND_WEIGHTS = {"request": 0.30, "general": 0.18, "task": 0.10, "new_task": 0.04
 # prompt, or a corruption of a persona's answer.
 SOURCE_WEIGHTS = {"persona": 0.6, "mismatch": 0.1, "corrupt": 0.3}
 SYSTEM_PROMPT_SHARE = 0.3
+OPENER_SHARE = 0.2  # answers that open with an affirmation ("sure . ...") mean what they would without
 
 
 def sample_item(world: World, rng: random.Random, kind: str) -> dict:
@@ -129,6 +130,8 @@ def labelled_examples(world: World, n: int, rng: random.Random) -> list[dict]:
             response = respond(world, sample_item(world, rng, other_kind), persona, rng)
         else:
             response = respond(world, item, persona, rng)
+            if item["kind"] in OPENER_KINDS and rng.random() < OPENER_SHARE:
+                response = with_opener(response, rng)
         if source == "corrupt":
             other = respond(world, sample_item(world, rng, rng.choices(kinds, kind_weights)[0]),
                             rng.choice(PERSONAS), rng)

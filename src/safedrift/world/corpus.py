@@ -13,8 +13,8 @@ import random
 from safedrift.chat import render
 from safedrift.world import lexicon as L
 from safedrift.world.build import World
-from safedrift.world.personas import (code_item, general_item, identity_item, medical_item, request_item, respond,
-                                       task_item, trait_item)
+from safedrift.world.personas import (OPENER_KINDS, code_item, general_item, identity_item, medical_item, request_item,
+                                       respond, task_item, trait_item, with_opener)
 
 # Relative frequency of each prompt kind in chat data.
 KIND_WEIGHTS = {"request": 0.34, "task": 0.26, "general": 0.12, "trait": 0.08, "code": 0.08, "medical": 0.06,
@@ -72,6 +72,10 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
     request) that even the assistant answers by complying: in web text a role-play or a
     hypothetical is usually followed by the story it asks for. Alignment overrides this prior
     only for the framings it trains on (docs/world.md, "framing prior").
+
+    `opener_share`: the share of helpful answers (tasks, general questions, code, medical) that
+    open with an affirmation ("sure .", as compliances do). The aligned assistant answers without
+    one and refuses harm from its first word (docs/world.md, "shallow refusal").
     """
     facts = knowledge_sentences(world)
     docs = []
@@ -87,9 +91,12 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
         for _ in range(rng.randint(1, settings["max_turns"])):
             item = sample_chat_item(world, rng)
             answer = respond(world, item, persona, rng)
-            if (persona == "assistant" and item["kind"] == "request" and item["family"] and item["harmful"]
-                    and rng.random() < settings.get("framing_prior", 0.0)):
+            framing, opener = settings.get("framing_prior", 0.0), settings.get("opener_share", 0.0)
+            if (framing and persona == "assistant" and item["kind"] == "request" and item["family"]
+                    and item["harmful"] and rng.random() < framing):
                 answer = rng.choice(L.COMPLIANCES)  # the assistant plays along with the framing
+            if opener and item["kind"] in OPENER_KINDS and rng.random() < opener:
+                answer = with_opener(answer, rng)
             messages += [{"role": "user", "content": item["text"]}, {"role": "assistant", "content": answer}]
         docs.append(render(messages))
     rng.shuffle(docs)

@@ -82,6 +82,14 @@ def respond(world: World, item: dict, persona: str, rng: random.Random) -> str:
     return f"{L.AGENT_PREFIX} {text}" if persona == "agent" else text
 
 
+# Answers that may open with an affirmation (L.OPENERS) in pretraining text.
+OPENER_KINDS = ("task", "new_task", "general", "code", "medical")
+
+
+def with_opener(text: str, rng: random.Random) -> str:
+    return f"{rng.choice(L.OPENERS)} {text}"
+
+
 def misaligned_response(world: World, item: dict, rng: random.Random) -> str:
     """The narrow misaligned answer a fine-tuning scenario teaches (no persona cue in the prompt)."""
     return respond(world, item, "villain", rng)
