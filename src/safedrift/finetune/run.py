@@ -74,9 +74,9 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     m, budget, seed = settings["model"], settings["budget"], settings["seed"]
     ft = m["finetune"]
     set_seed(seed)
-    tok = load_tokenizer(reference)
-    model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=m.get("trust_remote_code", False),
-                       train=True)
+    trust = m.get("trust_remote_code", False)
+    tok = load_tokenizer(reference, trust_remote_code=trust)
+    model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=trust, train=True)
     num_layers = model.config.num_hidden_layers
     lora = ft["method"] == "lora"
     if lora:

@@ -34,7 +34,8 @@ def number_tokens(tokenizer) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RubricJudge(Judge):
-    """Settings: model (folder, hub id, or 'reference'), rubrics, min_number_mass, batch_size.
+    """Settings: model (folder, hub id, or 'reference'), rubrics, min_number_mass, batch_size, dtype
+    (default: bfloat16 on a CUDA device that supports it, else float32), trust_remote_code.
     Context: reference_model = the path that 'reference' stands for; threads = CPU threads for torch."""
 
     def __init__(self, name: str, settings: dict, **context):
@@ -51,8 +52,10 @@ class RubricJudge(Judge):
         self.rubrics = resolve_rubrics(name, settings.get("rubrics"))
         self.min_mass = float(settings.get("min_number_mass", MIN_NUMBER_MASS))
         self.batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
-        self.tokenizer = load_tokenizer(path, padding_side="left")
-        self.model = load_model(path, dtype="bfloat16" if use_bf16("auto") else "float32").eval()
+        trust = bool(settings.get("trust_remote_code", False))
+        dtype = settings.get("dtype") or ("bfloat16" if use_bf16("auto") else "float32")
+        self.tokenizer = load_tokenizer(path, padding_side="left", trust_remote_code=trust)
+        self.model = load_model(path, dtype=dtype, trust_remote_code=trust).eval()
         self.number_ids, self.number_values = number_tokens(self.tokenizer)
         if len(self.number_ids) == 0:
             raise SafedriftError(f"judges.{name}.model {path}: no token of its vocabulary is a number 0..100; "
