@@ -113,7 +113,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
         pairs, card_extra["pairs"] = build_pairs(rows, responses)
         ordered = schedule(pairs, budget["steps"], step_examples, seed)
         dataset = Dataset.from_list([to_preference(r) for r in ordered])
-        frozen = None if lora else copy.deepcopy(model).eval().requires_grad_(False)
+        frozen = copy.deepcopy(model).eval().requires_grad_(False) if objective.needs_reference and not lora else None
         trainer = objective.make_trainer(model, tok, dataset, common, callbacks, reference=frozen)
     else:
         safe, fraction = defense.safe_rows(model, tok, rows)
