@@ -143,6 +143,25 @@ def test_defense_hyperparameter_reruns_only_that_defense(built):
                          "judge_validation", "all"}
 
 
+def test_readme_report_command_writes_the_report(smoke):
+    """The README's `snakemake ... --report report.html`, as written, on a built figure."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    [command] = re.findall(r"`(snakemake [^`]*--report report\.html[^`]*)`", (ROOT / "README.md").read_text())
+    smoke.run("figures/probe_auroc.pdf")
+    args = [*shlex.split(command)[1:], "figures/probe_auroc.pdf", "--configfile", smoke.configfile]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=smoke.path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"
+    report = (smoke.path / "report.html").read_text()
+    assert "probe_auroc.pdf" in report
+
+
 def test_snakemake_lint(built):
     proc = built.snakemake("--lint", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
