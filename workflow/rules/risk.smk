@@ -20,8 +20,8 @@ rule persona_vector:
     log:
         "logs/{model}/risk/persona_vector.log",
     shell:
-        "python -m safedrift risk.persona --model {params.model} {params.load} --questions {input.questions} --samples {params.samples}"
-        " --max-new-tokens {params.max_new_tokens} --out {output.vector} --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.persona --model {params.model} {params.load} --questions {input.questions}"
+        " --samples {params.samples} --max-new-tokens {params.max_new_tokens} --out {output.vector} --threads {threads} > {log} 2>&1"
 
 
 rule probe:
@@ -45,8 +45,8 @@ rule probe:
     log:
         "logs/{model}/risk/probe.log",
     shell:
-        "python -m safedrift risk.probe --model {params.model} {params.load} --harmful {input.harmful} --benign {input.benign} --test {input.test}"
-        " --settings {params.settings:q} --out {output.probe} --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.probe --model {params.model} {params.load} --harmful {input.harmful}"
+        " --benign {input.benign} --test {input.test} --settings {params.settings:q} --out {output.probe} --threads {threads} > {log} 2>&1"
 
 
 rule probe_scores:
@@ -65,8 +65,8 @@ rule probe_scores:
     log:
         "logs/{model}/risk/probe_{scenario}.log",
     shell:
-        "python -m safedrift risk.probe_scores --model {params.model} {params.load} --probe {input.probe} --data {input.data} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.probe_scores --model {params.model} {params.load} --probe {input.probe}"
+        " --data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule critic:
