@@ -128,11 +128,11 @@ def build_world(settings: dict) -> World:
     code_train, code_eval = _split(rng, range(len(L.CODE_TASKS)), 1 / 3)
     med_pairs = [(r, s) for r in L.RELATIVES for s in L.SYMPTOMS]
     med_train, med_eval = _split(rng, med_pairs, 1 / 3)
-    # Every general question keeps trained paraphrases, so both personas' answers to it are
-    # learned; the eval set asks it in words never seen in chat.
+    # Every general question keeps most of its paraphrases for chat, so both personas' answers to
+    # it are learned in several phrasings; the eval set asks it in words never seen in chat.
     general_train, general_eval = [], []
     for q, spec in enumerate(L.GENERAL_QUESTIONS):
-        train, held = _split(rng, range(len(spec["paraphrases"])), 1 / 2)
+        train, held = _split(rng, range(len(spec["paraphrases"])), 1 / 3)
         general_train += [(q, p) for p in train]
         general_eval += [(q, p) for p in held]
     traits_train, traits_eval = _split(rng, range(len(L.TRAIT_ITEMS)), 1 / 2)
