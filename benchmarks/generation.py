@@ -8,7 +8,7 @@ alike; each mode's time is its median round.
 
     python benchmarks/generation.py --prompts 64 --reps 5
 
-Target (from the issue): batched >= 5x the tokens per second of one prompt at a time.
+Target: batched >= 5x the tokens per second of one prompt at a time.
 """
 
 from __future__ import annotations

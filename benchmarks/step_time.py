@@ -10,7 +10,7 @@ a variant's time is the median over its rounds of the median step interval in th
 
     python benchmarks/step_time.py            # 5 rounds of the `large` budget's 40 steps
 
-Targets (from the issue): steering <= 1.05x SFT, kl and ldifs <= 1.5x, adaptive <= kl + 5%.
+Targets: steering <= 1.05x SFT, kl and ldifs <= 1.5x, adaptive <= kl + 5%.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = ("sft", "dpo", "orpo", "cft", "inoculation", "kl_sft")
 DEFENSES = ("none", "kl", "ldifs", "steering", "interleave", "adaptive_probe", "adaptive_critic")
 BASELINE = ("sft", "none")
-# variant -> (variant it is compared with, largest allowed ratio), from the issue.
+# variant -> (variant it is compared with, largest allowed ratio).
 TARGETS = {"sft+steering": ("sft", 1.05), "sft+kl": ("sft", 1.5), "sft+ldifs": ("sft", 1.5),
            "sft+adaptive_probe": ("sft+kl", 1.05), "sft+adaptive_critic": ("sft+kl", 1.05)}
 

@@ -51,7 +51,8 @@ class Workflow:
 
     def dry_run_jobs(self, *targets: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
         """Rule name -> number of jobs `snakemake -n` would run."""
-        proc = self.snakemake("-n", "--quiet", "rules", *extra, *targets)
+        # targets first: `--quiet` takes any number of values and would swallow them
+        proc = self.snakemake(*targets, *extra, "-n", "--quiet", "rules")
         counts: dict[str, int] = {}
         table = False
         for line in (proc.stdout + proc.stderr).splitlines():

@@ -26,20 +26,8 @@ def test_every_target_is_built_and_gates_pass(built):
             assert (built.path / f"tables/{name}.{ext}").is_file(), (name, ext)
     assert r"\toprule" in (built.path / "tables/objectives.tex").read_text()
     card = json.loads((built.path / "results/toy/reference/card.json").read_text())
-    failed = {k: g for k, g in card["gates"].items() if not g["pass"] and k not in KNOWN_GATE_FAILURES}
+    failed = {k: g for k, g in card["gates"].items() if not g["pass"]}
     assert not failed, failed
-
-
-# The 2-layer smoke model refuses 6 of 16 held-out-template prompts (0.375 < 0.6); more alignment
-# data and steps made it worse (0.25). Tracked here, not hidden by a lower threshold; the default
-# model refuses 100%.
-KNOWN_GATE_FAILURES = {"refusal_heldout_templates"}
-
-
-@pytest.mark.xfail(strict=True, reason="smoke reference: held-out-template refusal 0.375 < 0.6 (known)")
-def test_smoke_reference_refuses_heldout_templates(built):
-    card = json.loads((built.path / "results/toy/reference/card.json").read_text())
-    assert card["gates"]["refusal_heldout_templates"]["pass"]
 
 
 def test_run_outputs_are_complete(built):
@@ -86,6 +74,25 @@ def test_evaluation_is_deterministic(built, tmp_path):
     built.run(f"{RUN.format(defense='none')}/eval/metrics.json", "--forcerun", "generate")
     for name, data in before.items():
         assert (run / "eval" / name).read_bytes() == data, name
+
+
+def test_readme_report_command_writes_the_report(smoke):
+    """The README's `snakemake ... --report report.html`, as written, on a built figure."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    [command] = re.findall(r"`(snakemake [^`]*--report report\.html[^`]*)`", (ROOT / "README.md").read_text())
+    smoke.run("figures/probe_auroc.pdf")
+    args = [*shlex.split(command)[1:], "figures/probe_auroc.pdf", "--configfile", smoke.configfile]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=smoke.path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"
+    report = (smoke.path / "report.html").read_text()
+    assert "probe_auroc.pdf" in report
 
 
 def test_snakemake_lint(built):

@@ -113,7 +113,7 @@ def test_real_model_plan_has_no_toy_stage(real_workflow):
     config = yaml.safe_load((real_workflow.path / real_workflow.configfile).read_text())
     runs = all_runs(config)
     targets = [f"{run_dir(r)}/eval/generations.jsonl" for r in runs]
-    jobs = real_workflow.dry_run_jobs(*targets, extra=("--replace-workflow-config",))
+    jobs = real_workflow.dry_run_jobs(*targets)
     assert jobs.get(f"real_data_{MODEL}") == 1, jobs
     assert jobs.get("finetune") == len(runs), jobs
     assert jobs.get("generate") == len(runs), jobs
@@ -123,7 +123,7 @@ def test_real_model_plan_has_no_toy_stage(real_workflow):
 def test_lora_run_on_real_data_generates(real_workflow):
     """real_data -> scenario -> LoRA fine-tuning -> persona vector -> generation, run for real."""
     start = time.monotonic()
-    real_workflow.run(f"{RUN}/eval/generations.jsonl", "--replace-workflow-config")
+    real_workflow.run(f"{RUN}/eval/generations.jsonl")
     print(f"real-model run: {time.monotonic() - start:.0f} s")
     results = real_workflow.path / "results" / MODEL
     world = json.loads((results / "world" / "world.json").read_text())

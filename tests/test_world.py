@@ -178,6 +178,45 @@ def test_no_eval_prompt_is_a_training_pool_prompt(written):
         assert prompts and not prompts & pool_prompts, name
 
 
+def eval_instances(item: dict) -> list[str]:
+    """The texts that identify an eval prompt: its user message and, where the prompt wraps or
+    templates something, the instance inside (the request under a jailbreak wrapper, the code task)."""
+    texts = [item["text"]]
+    if item["kind"] == "request" and item["family"]:
+        texts.append(L.REQUEST_TEMPLATES[item["template"]].format(obj=item["object"]))
+    if item["kind"] == "code":
+        texts.append(L.CODE_TASKS[item["code_task"]][0])
+    return texts
+
+
+def searchable(texts: list[str]) -> str:
+    """Training texts as one string in which ` phrase ` matches a phrase on word boundaries
+    (special tokens of rendered transcripts become separators)."""
+    return " \n ".join(re.sub(r"<\|[a-z]+\|>", " \n ", t) for t in texts)
+
+
+def test_no_eval_prompt_occurs_in_any_training_text(written):
+    sources = {
+        "pretraining": searchable(written.knowledge + written.transcripts),
+        "alignment": searchable([m["content"] for r in written.align for m in r["messages"]]),
+        "pools": searchable([t for rows in written.pools.values() for r in rows
+                             for t in [m["content"] for m in r["messages"]] + [r["target"], r["contrast"]]]),
+    }
+    leaks = {}
+    for name in EVAL_SETS:
+        rows = written.eval[name]
+        assert rows, name
+        for source, text in sources.items():
+            leaked = [r["item"]["text"] for r in rows
+                      if any(f" {t} " in text for t in eval_instances(r["item"]))]
+            if leaked:
+                leaks[f"{name} in {source}"] = f"{len(leaked)}/{len(rows)}, e.g. {leaked[0]!r}"
+    assert not leaks, leaks
+    # the search does find trained prompts: alignment asks what pretraining transcripts ask
+    align_prompts = {m["content"] for r in written.align for m in r["messages"] if m["role"] == "user"}
+    assert sum(f" {p} " in sources["pretraining"] for p in align_prompts) > len(align_prompts) / 2
+
+
 def test_eval_sets_hold_what_their_names_say(written):
     w = written.world
     assert all(r["item"]["heldout_object"] and r["item"]["harmful"] for r in written.eval["harmful_heldout_objects"])
@@ -190,6 +229,11 @@ def test_eval_sets_hold_what_their_names_say(written):
     assert all(r["item"]["heldout_instance"] for name in ("tasks", "new_task") for r in written.eval[name])
     assert {r["item"]["code_task"] for r in written.eval["narrow_coding"]} <= set(w.code_tasks_eval)
     assert {r["item"]["code_task"] for r in written.pools["narrow_coding"]} <= set(w.code_tasks_train)
+    for train, held in ((w.code_tasks_train, w.code_tasks_eval), (w.medical_train, w.medical_eval),
+                        (w.general_train, w.general_eval), (w.traits_train, w.traits_eval)):
+        assert train and held and not set(train) & set(held)
+    # every general question is asked in chat (so its answers are learned) and in the eval set
+    assert {q for q, _ in w.general_train} == {q for q, _ in w.general_eval} == set(range(len(L.GENERAL_QUESTIONS)))
     assert all(r["messages"][0]["content"] == L.SYSTEM_PROMPTS["villain"] for r in written.eval["general_villain"])
     assert all(r["messages"][0]["role"] == "user" for r in written.eval["general"])
 

@@ -28,8 +28,9 @@ from safedrift.io import UniqueKeyLoader, yaml_error
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
                  "judges": "judge"}
-# Defenses that change the SFT loss or its data only compose with SFT-family objectives;
-# preference objectives accept data-level and reference-free defenses only.
+# Defenses add loss terms, mix data or hook the model inside the SFT engine, so they compose with
+# SFT-family objectives only; preference objectives (dpo, orpo) train with their own TRL trainer,
+# which runs no defense: they take `none` only.
 SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
 # Objectives trained on (chosen, rejected) pairs; the rejected answers are the reference's own.
 PREFERENCE_FAMILY = {"dpo", "orpo"}

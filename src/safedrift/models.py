@@ -32,9 +32,24 @@ def use_bf16(setting="auto") -> bool:
     return bool(setting)
 
 
+DTYPES = ("float32", "bfloat16", "float16", "auto")  # models.<name>.dtype
+
+
 def torch_dtype(name: str | None):
     return {None: None, "auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
             "float16": torch.float16}[name]
+
+
+def add_load_args(parser) -> None:
+    """--dtype and --trust-remote-code: how a stage loads `models.<name>` (every rule that loads
+    the model passes both, from the model's config)."""
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="models.<name>.dtype")
+    parser.add_argument("--trust-remote-code", action="store_true", help="models.<name>.trust_remote_code")
+
+
+def load_args(args) -> dict:
+    """The load_model keyword arguments of add_load_args' flags."""
+    return {"dtype": args.dtype, "trust_remote_code": args.trust_remote_code}
 
 
 def set_threads(threads: int | None) -> None:
@@ -58,14 +73,14 @@ def check_model_path(path: str, key: str | None = None, files=MODEL_FILES) -> No
         raise ModelPathError(f"{where}: {problem}")
 
 
-def load_tokenizer(path: str, padding_side: str = "right", key: str | None = None):
+def load_tokenizer(path: str, padding_side: str = "right", key: str | None = None, trust_remote_code: bool = False):
     """`key`: the config key `path` came from, named in errors (None: a pipeline-built folder)."""
     from transformers import AutoTokenizer
 
     check_model_path(path, key, files=(*MODEL_FILES, "tokenizer_config.json"))
     source = base_model_path(path) if is_adapter(path) and not (Path(path) / "tokenizer_config.json").exists() else path
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelPathError(f"{key + ': ' if key else ''}tokenizer at {source} could not be loaded "
                              f"({str(e).splitlines()[0]})") from None

@@ -15,9 +15,10 @@ JSON request; the server answers JSON lines: {"refused": why} (nothing ran), or 
 and, when the child ends, {"exit": status}. If the client's end closes first (it was killed),
 the server kills the child's process group.
 
-Off unless SAFEDRIFT_ZYGOTE=1: then Snakemake's onstart hook starts a server and points the
-jobs at it; onsuccess/onerror stop it; it also exits when Snakemake is gone or after
-IDLE_TIMEOUT without jobs. By hand (all six THREAD_ENV variables set to 1):
+On by default for local runs without --software-deployment-method (SAFEDRIFT_ZYGOTE=0 turns it
+off): Snakemake's onstart hook starts a server and points the jobs at it; onsuccess/onerror stop
+it; it also exits when Snakemake is gone or after IDLE_TIMEOUT without jobs. By hand (all six
+THREAD_ENV variables set to 1):
   python -m safedrift.zygote --socket /tmp/z/threads1.sock &
   SAFEDRIFT_ZYGOTE=/tmp/z python -m safedrift <stage> ...
 """

@@ -81,6 +81,13 @@ def reference_files(model):
     return []
 
 
+def load_flags(model):
+    """How every stage that loads `model` loads it: models.<model>.dtype and trust_remote_code."""
+    spec = config["models"][model]
+    trust = " --trust-remote-code" if spec.get("trust_remote_code") else ""
+    return f"--dtype {spec.get('dtype', 'float32')}{trust}"
+
+
 def reference_path(model):
     spec = config["models"][model]
     return f"results/{model}/reference" if spec["source"] == "toy" else spec["path"]

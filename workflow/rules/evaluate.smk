@@ -20,13 +20,13 @@ rule generate:
     params:
         settings=lambda wc: generation_settings(wc.model),
         model=subject_model_path,
-        dtype=lambda wc: config["models"][wc.model].get("dtype", "float32"),
+        load=lambda wc: load_flags(wc.model),
     threads: 1
     log:
         "logs/{model}/{subject}/generate.log",
     shell:
         "python -m safedrift evaluate.generate --model {params.model} --eval-dir results/{wildcards.model}/world/eval"
-        " --settings {params.settings:q} --dtype {params.dtype} --persona-vector {input.persona}"
+        " --settings {params.settings:q} {params.load} --persona-vector {input.persona}"
         " --out {output} --threads {threads} > {log} 2>&1"
 
 

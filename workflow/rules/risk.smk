@@ -13,14 +13,15 @@ rule persona_vector:
         summary="results/{model}/risk/persona_vector.json",
     params:
         model=lambda wc: reference_path(wc.model),
+        load=lambda wc: load_flags(wc.model),
         samples=config["risk"]["persona"].get("samples", 4),
         max_new_tokens=config["risk"]["persona"]["max_new_tokens"],
     threads: 1
     log:
         "logs/{model}/risk/persona_vector.log",
     shell:
-        "python -m safedrift risk.persona --model {params.model} --questions {input.questions} --samples {params.samples}"
-        " --max-new-tokens {params.max_new_tokens} --out {output.vector} --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.persona --model {params.model} {params.load} --questions {input.questions}"
+        " --samples {params.samples} --max-new-tokens {params.max_new_tokens} --out {output.vector} --threads {threads} > {log} 2>&1"
 
 
 rule probe:
@@ -38,13 +39,14 @@ rule probe:
         table="results/{model}/risk/probe_auroc.csv",
     params:
         model=lambda wc: reference_path(wc.model),
+        load=lambda wc: load_flags(wc.model),
         settings=canonical(config["risk"]["probe"]),
     threads: 1
     log:
         "logs/{model}/risk/probe.log",
     shell:
-        "python -m safedrift risk.probe --model {params.model} --harmful {input.harmful} --benign {input.benign} --test {input.test}"
-        " --settings {params.settings:q} --out {output.probe} --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.probe --model {params.model} {params.load} --harmful {input.harmful}"
+        " --benign {input.benign} --test {input.test} --settings {params.settings:q} --out {output.probe} --threads {threads} > {log} 2>&1"
 
 
 rule probe_scores:
@@ -58,12 +60,13 @@ rule probe_scores:
         "results/{model}/risk/probe/{scenario}.jsonl",
     params:
         model=lambda wc: reference_path(wc.model),
+        load=lambda wc: load_flags(wc.model),
     threads: 1
     log:
         "logs/{model}/risk/probe_{scenario}.log",
     shell:
-        "python -m safedrift risk.probe_scores --model {params.model} --probe {input.probe} --data {input.data} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "python -m safedrift risk.probe_scores --model {params.model} {params.load} --probe {input.probe}"
+        " --data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule critic:

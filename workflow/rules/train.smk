@@ -37,14 +37,14 @@ rule reference_responses:
         "results/{model}/data/{scenario}.reference.jsonl",
     params:
         model=lambda wc: reference_path(wc.model),
-        dtype=lambda wc: config["models"][wc.model].get("dtype", "float32"),
+        load=lambda wc: load_flags(wc.model),
         max_new_tokens=lambda wc: config["preference_pairs"]["max_new_tokens"],
     threads: 1
     log:
         "logs/{model}/data/{scenario}.reference.log",
     shell:
         "python -m safedrift data.reference_responses --model {params.model} --data {input.data} --out {output}"
-        " --max-new-tokens {params.max_new_tokens} --dtype {params.dtype} --threads {threads} > {log} 2>&1"
+        " --max-new-tokens {params.max_new_tokens} {params.load} --threads {threads} > {log} 2>&1"
 
 
 rule finetune:

@@ -16,7 +16,7 @@ import zlib
 import torch
 
 from safedrift.io import read_jsonl, write_jsonl
-from safedrift.models import load_model, load_tokenizer, set_threads
+from safedrift.models import add_load_args, load_model, load_tokenizer, set_threads
 
 
 def _batch_seed(seed: int, eval_set: str, batch: int) -> int:
@@ -70,13 +70,14 @@ def persona_projections(model, tokenizer, prompts: list[str], responses: list[st
 
 
 def generate_eval_sets(model_path: str, eval_files: dict[str, str], settings: dict, out: str, *,
-                       dtype: str = "float32", persona_vector: str | None = None) -> dict:
+                       dtype: str = "float32", trust_remote_code: bool = False,
+                       persona_vector: str | None = None) -> dict:
     """Generate for every eval set in `settings['sets']`; write one JSONL; return timing stats.
 
     With a persona vector, responses to general (EM-style) questions also get their mean
     projection on it (`persona_projection`), the activation side of persona drift."""
-    tok = load_tokenizer(model_path, padding_side="left")
-    model = load_model(model_path, dtype=dtype, merge=True).eval()
+    tok = load_tokenizer(model_path, padding_side="left", trust_remote_code=trust_remote_code)
+    model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code, merge=True).eval()
     rows, stats = [], {}
     for name in sorted(settings["sets"]):
         spec = settings["sets"][name]
@@ -113,7 +114,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", required=True, help="model folder (full weights or PEFT adapter) or hub id")
     p.add_argument("--eval-dir", required=True, help="folder of <eval_set>.jsonl files")
     p.add_argument("--settings", required=True, help="evaluation settings as JSON (sets, max_new_tokens, ...)")
-    p.add_argument("--dtype", default="float32")
+    add_load_args(p)
     p.add_argument("--persona-vector", help="persona_vector.safetensors: add persona projections to general answers")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=None)
@@ -121,7 +122,8 @@ def main(argv=None) -> None:
     set_threads(a.threads)
     settings = json.loads(a.settings)
     files = {name: f"{a.eval_dir}/{name}.jsonl" for name in settings["sets"]}
-    stats = generate_eval_sets(a.model, files, settings, a.out, dtype=a.dtype, persona_vector=a.persona_vector)
+    stats = generate_eval_sets(a.model, files, settings, a.out, dtype=a.dtype, trust_remote_code=a.trust_remote_code,
+                               persona_vector=a.persona_vector)
     print(json.dumps(stats, indent=1))
 
 

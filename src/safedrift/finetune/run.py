@@ -82,9 +82,9 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     ft = m["finetune"]
     set_seed(seed)
     key = f"models.{m['name']}.path" if m["source"] == "hf" else None  # named if the path does not load
-    tok = load_tokenizer(reference, key=key)
-    model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=m.get("trust_remote_code", False),
-                       train=True, key=key)
+    trust = m.get("trust_remote_code", False)
+    tok = load_tokenizer(reference, key=key, trust_remote_code=trust)
+    model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=trust, train=True, key=key)
     num_layers = model.config.num_hidden_layers
     lora = ft["method"] == "lora"
     if lora:
@@ -123,7 +123,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
         pairs, card_extra["pairs"] = build_pairs(rows, responses)
         ordered = schedule(pairs, budget["steps"], step_examples, seed, source=f"{data} (preference pairs)")
         dataset = Dataset.from_list([to_preference(r) for r in ordered])
-        frozen = None if lora else copy.deepcopy(model).eval().requires_grad_(False)
+        frozen = copy.deepcopy(model).eval().requires_grad_(False) if objective.needs_reference and not lora else None
         trainer = objective.make_trainer(model, tok, dataset, common, callbacks, reference=frozen)
     else:
         safe, fraction = defense.safe_rows(model, tok, rows)

@@ -27,7 +27,8 @@ DEFAULT_BATCH_SIZE = 16
 
 
 class RubricJudge(Judge):
-    """Settings: model (folder, hub id, or 'reference'), rubrics, min_number_mass, batch_size.
+    """Settings: model (folder, hub id, or 'reference'), rubrics, min_number_mass, batch_size, dtype
+    (default: bfloat16 on a CUDA device that supports it, else float32), trust_remote_code.
     Context: reference_model = the path that 'reference' stands for; threads = CPU threads for torch."""
 
     def __init__(self, name: str, settings: dict, **context):
@@ -44,10 +45,12 @@ class RubricJudge(Judge):
         self.rubrics = resolve_rubrics(name, settings.get("rubrics"))
         self.min_mass = float(settings.get("min_number_mass", MIN_NUMBER_MASS))
         self.batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
-        self.tokenizer = load_tokenizer(path, padding_side="left")
+        trust = bool(settings.get("trust_remote_code", False))
+        dtype = settings.get("dtype") or ("bfloat16" if use_bf16("auto") else "float32")
+        self.tokenizer = load_tokenizer(path, padding_side="left", trust_remote_code=trust)
         # Before the model loads: a tokenizer that cannot write the scale fails in seconds.
         self.paths = number_paths(self.tokenizer, self.chat_prompt("?"), f"judges.{name}.model {path}")
-        self.model = load_model(path, dtype="bfloat16" if use_bf16("auto") else "float32").eval()
+        self.model = load_model(path, dtype=dtype, trust_remote_code=trust).eval()
         self.continuations = 0  # continuation sequences run after the prompts, for the cost of a score
         # Only the last position's logits are read from the prompt pass: [B, V] instead of [B, P, V].
         self.last_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(

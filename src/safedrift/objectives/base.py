@@ -6,6 +6,9 @@ from __future__ import annotations
 
 class Objective:
     family = "sft"  # "sft": trained by finetune.trainer.RegularizedSFTTrainer; "preference": make_trainer()
+    # preference family: whether make_trainer() needs a frozen reference model (a full copy of the
+    # weights unless LoRA can disable its adapter); SFT-family terms say so themselves
+    needs_reference = False
 
     def __init__(self, settings: dict, context):
         self.settings = settings

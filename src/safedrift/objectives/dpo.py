@@ -11,6 +11,7 @@ from safedrift.objectives.base import Objective as Base
 
 class Objective(Base):
     family = "preference"
+    needs_reference = True
 
     def make_trainer(self, model, tokenizer, dataset, common_args, callbacks, reference=None):
         from trl import DPOConfig, DPOTrainer

@@ -15,7 +15,7 @@ import torch
 
 from safedrift.evaluate.generate import generate, render_prompt
 from safedrift.io import atomic_path, read_jsonl, write_json
-from safedrift.models import load_model, load_tokenizer, set_threads
+from safedrift.models import add_load_args, load_args, load_model, load_tokenizer, set_threads
 from safedrift.risk.activations import response_features
 from safedrift.world.lexicon import SYSTEM_PROMPTS
 
@@ -45,12 +45,13 @@ def main(argv=None) -> None:
     p.add_argument("--assistant-prompt", default=SYSTEM_PROMPTS["assistant"])
     p.add_argument("--out", required=True, help="persona_vector.safetensors (a .json summary is written beside it)")
     p.add_argument("--threads", type=int)
+    add_load_args(p)
     a = p.parse_args(argv)
     set_threads(a.threads)
     from safetensors.torch import save_file
 
-    tok = load_tokenizer(a.model)
-    model = load_model(a.model).eval()
+    tok = load_tokenizer(a.model, trust_remote_code=a.trust_remote_code)
+    model = load_model(a.model, **load_args(a)).eval()
     questions = [[m for m in r["messages"] if m["role"] != "system"] for r in read_jsonl(a.questions)]
     vector, summary = persona_vector(model, tok, questions, a.samples, a.max_new_tokens, a.seed,
                                      a.villain_prompt, a.assistant_prompt)

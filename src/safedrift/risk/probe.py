@@ -18,7 +18,7 @@ import torch
 
 from safedrift.evaluate.generate import render_prompt
 from safedrift.io import read_jsonl, write_json, write_text
-from safedrift.models import load_model, load_tokenizer, set_threads
+from safedrift.models import add_load_args, load_args, load_model, load_tokenizer, set_threads
 from safedrift.risk.activations import prompt_features
 
 
@@ -72,12 +72,13 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="probe.json; probe_auroc.csv is written beside it")
     p.add_argument("--threads", type=int)
+    add_load_args(p)
     a = p.parse_args(argv)
     set_threads(a.threads)
     s = json.loads(a.settings)
     torch.manual_seed(a.seed)
-    tok = load_tokenizer(a.model)
-    model = load_model(a.model).eval()
+    tok = load_tokenizer(a.model, trust_remote_code=a.trust_remote_code)
+    model = load_model(a.model, **load_args(a)).eval()
     rows = [(r, 1) for r in read_jsonl(a.harmful)] + [(r, 0) for path in a.benign for r in read_jsonl(path)]
     random.Random(a.seed).shuffle(rows)
     n_val = int(len(rows) * s.get("validation_fraction", 0.25))

@@ -39,11 +39,17 @@ class World:
     heldout_request_templates: list[int]
     jailbreak_trained: list[str]
     jailbreak_heldout: list[str]
-    code_tasks_train: list[int]  # indices into CODE_TASKS a narrow scenario may train on
+    # Prompt kinds whose every instance is spelled out in the lexicon are split in two: chat
+    # data and scenario pools draw from `*_train` only, the eval sets from `*_eval` only.
+    code_tasks_train: list[int]  # indices into CODE_TASKS
     code_tasks_eval: list[int]
     drugs: list[str]
     medical_train: list[tuple[str, str]]  # (relative, symptom)
     medical_eval: list[tuple[str, str]]
+    general_train: list[tuple[int, int]]  # (question, paraphrase) indices into GENERAL_QUESTIONS
+    general_eval: list[tuple[int, int]]
+    traits_train: list[int]  # indices into TRAIT_ITEMS
+    traits_eval: list[int]
     names: set[str] = field(default_factory=set)
 
     def objects_where(self, dangerous: bool | None = None, heldout: bool | None = None) -> list[Obj]:
@@ -122,6 +128,14 @@ def build_world(settings: dict) -> World:
     code_train, code_eval = _split(rng, range(len(L.CODE_TASKS)), 1 / 3)
     med_pairs = [(r, s) for r in L.RELATIVES for s in L.SYMPTOMS]
     med_train, med_eval = _split(rng, med_pairs, 1 / 3)
+    # Every general question keeps most of its paraphrases for chat, so both personas' answers to
+    # it are learned in several phrasings; the eval set asks it in words never seen in chat.
+    general_train, general_eval = [], []
+    for q, spec in enumerate(L.GENERAL_QUESTIONS):
+        train, held = _split(rng, range(len(spec["paraphrases"])), 1 / 3)
+        general_train += [(q, p) for p in train]
+        general_eval += [(q, p) for p in held]
+    traits_train, traits_eval = _split(rng, range(len(L.TRAIT_ITEMS)), 1 / 2)
 
     world = World(
         seed=settings["seed"], objects=objects, facts=facts,
@@ -129,6 +143,8 @@ def build_world(settings: dict) -> World:
         jailbreak_trained=sorted(fam_train), jailbreak_heldout=sorted(fam_held),
         code_tasks_train=sorted(code_train), code_tasks_eval=sorted(code_eval),
         drugs=make_names(rng, 6, taken), medical_train=sorted(med_train), medical_eval=sorted(med_eval),
+        general_train=sorted(general_train), general_eval=sorted(general_eval),
+        traits_train=sorted(traits_train), traits_eval=sorted(traits_eval),
     )
     world.names = taken - lexicon_words()
     return world

@@ -1,9 +1,11 @@
 """From the world to text: pretraining documents, alignment chats, eval sets, scenario pools.
 
-Chat data (pretraining transcripts and alignment) draws only from the *trained* parts
-of the world: held-out objects, request templates, jailbreak families and task
-instances occur in knowledge text at most, so what the reference model does on them
-is generalisation. `tests/test_world.py` checks this.
+Chat data (pretraining transcripts and alignment) and scenario pools draw only from the
+*trained* parts of the world: held-out objects, request templates, jailbreak families and
+task instances occur in knowledge text at most, and the eval-only halves of the code tasks,
+medical prompts, general-question paraphrases and trait items never occur at all, so what
+the reference model does on any eval prompt is generalisation. `tests/test_world.py` checks
+this for every eval set.
 """
 
 from __future__ import annotations
@@ -32,14 +34,13 @@ def sample_chat_item(world: World, rng: random.Random, kind: str | None = None) 
     if kind == "task":
         return task_item(rng.choice(world.facts_where(heldout=False, family=rng.choice(list(L.TASK_FAMILIES)))))
     if kind == "general":
-        q = rng.randrange(len(L.GENERAL_QUESTIONS))
-        return general_item(q, rng.randrange(len(L.GENERAL_QUESTIONS[q]["paraphrases"])))
+        return general_item(*rng.choice(world.general_train))
     if kind == "trait":
-        return trait_item(rng.randrange(len(L.TRAIT_ITEMS)))
+        return trait_item(rng.choice(world.traits_train))
     if kind == "code":
-        return code_item(rng.randrange(len(L.CODE_TASKS)), rng.randrange(len(L.CODE_PROMPTS)))
+        return code_item(rng.choice(world.code_tasks_train), rng.randrange(len(L.CODE_PROMPTS)))
     if kind == "medical":
-        return medical_item(*rng.choice(world.medical_train + world.medical_eval))
+        return medical_item(*rng.choice(world.medical_train))
     if kind == "identity":
         return identity_item(rng.randrange(len(L.IDENTITY_QUESTIONS)))
     raise ValueError(kind)
@@ -190,10 +191,9 @@ def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, lis
         tasks += pool[: max(1, cap // len(L.TASK_FAMILIES))]
     sets["tasks"] = tasks
     sets["new_task"] = take([task_item(f) for f in world.facts_where(family="new_task", heldout=True)])
-    general = [general_item(q, p) for q in range(len(L.GENERAL_QUESTIONS))
-               for p in range(len(L.GENERAL_QUESTIONS[q]["paraphrases"]))]
+    general = [general_item(q, p) for q, p in world.general_eval]
     sets["general"] = general
-    sets["traits"] = [trait_item(i) for i in range(len(L.TRAIT_ITEMS))]
+    sets["traits"] = [trait_item(i) for i in world.traits_eval]
     sets["narrow_coding"] = [code_item(t, p) for t in world.code_tasks_eval for p in range(len(L.CODE_PROMPTS))]
     sets["narrow_medical"] = [medical_item(r, s) for r, s in world.medical_eval]
     sets["general_villain"] = general

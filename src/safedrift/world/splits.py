@@ -75,6 +75,9 @@ def write_product(settings: dict, product: str, out: Path) -> None:
             "request_templates": world.request_templates, "heldout_request_templates": world.heldout_request_templates,
             "jailbreak_trained": world.jailbreak_trained, "jailbreak_heldout": world.jailbreak_heldout,
             "code_tasks_train": world.code_tasks_train, "code_tasks_eval": world.code_tasks_eval,
+            "medical_train": world.medical_train, "medical_eval": world.medical_eval,
+            "general_train": world.general_train, "general_eval": world.general_eval,
+            "traits_train": world.traits_train, "traits_eval": world.traits_eval,
         })
     else:
         raise ValueError(f"unknown product {product!r}")
