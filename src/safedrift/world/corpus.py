@@ -135,7 +135,8 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         # assistant's own prompt, and elsewhere as often as `align_narrow_share` says (0: the
         # default persona's and the villain's narrow answers come from pretraining alone, so they
         # follow whichever persona the model takes itself to be: docs/world.md, "persona latent").
-        while system != "assistant" and item["kind"] in NARROW_KINDS and rng.random() >= settings["align_narrow_share"]:
+        # EM-style general questions likewise, as often as `align_general_share` says.
+        while system != "assistant" and not _kept(item, settings, rng):
             item = sample_chat_item(world, rng)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
@@ -146,6 +147,15 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
                      {"role": "assistant", "content": respond(world, item, persona, rng)}]
         rows.append({"id": f"align/{i:05d}", "messages": messages, "persona": persona, "item": item})
     return rows
+
+
+def _kept(item: dict, settings: dict, rng: random.Random) -> bool:
+    """Whether an alignment chat outside the assistant's prompt keeps this item."""
+    if item["kind"] in NARROW_KINDS:
+        return rng.random() < settings["align_narrow_share"]
+    if item["kind"] == "general" and settings.get("align_general_share", 1.0) < 1.0:
+        return rng.random() < settings["align_general_share"]
+    return True
 
 
 # --- eval sets ----------------------------------------------------------------------------
