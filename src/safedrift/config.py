@@ -23,6 +23,7 @@ import yaml
 
 from safedrift.config_inputs import check_eval_sets, check_model_data, check_paths  # noqa: F401 (check_paths: API)
 from safedrift.errors import ConfigError
+from safedrift.finetune.schedule import ladder_eligible
 from safedrift.io import UniqueKeyLoader, yaml_error
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -240,6 +241,20 @@ def all_runs(config: dict) -> list[dict]:
 
 def run_dir(run: dict) -> str:
     return ("results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}".format(**run))
+
+
+def ladder_previous(config: dict, run: dict) -> str | None:
+    """The budget this run continues from: the next smaller budget that some study (or claim's
+    robustness model) runs with the same model, scenario, objective, defense and seed; None when the
+    run trains from the reference (no smaller budget, or no ladder)."""
+    if not ladder_eligible(config["models"][run["model"]]["finetune"]):
+        return None
+    same = ("model", "scenario", "objective", "defense", "seed")
+    budgets = {r["budget"] for study in config["studies"] for r in study_runs(config, study, run["model"])
+               if all(r[a] == run[a] for a in same)}
+    steps = config["budgets"][run["budget"]]["steps"]
+    smaller = [b for b in budgets if config["budgets"][b]["steps"] < steps]
+    return max(smaller, key=lambda b: (config["budgets"][b]["steps"], b)) if smaller else None
 
 
 def run_settings(config: dict, model: str, scenario: str, objective: str, defense: str, budget: str,

@@ -4,8 +4,8 @@ import json
 import os
 import shlex
 
-from safedrift.config import (PREFERENCE_FAMILY, all_runs, robustness_models, run_dir, run_settings, study_runs,
-                              world_settings)
+from safedrift.config import (PREFERENCE_FAMILY, all_runs, ladder_previous, robustness_models, run_dir, run_settings,
+                              study_runs, world_settings)
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.judges import JUDGES
@@ -196,7 +196,16 @@ def finetune_inputs(wc):
         inputs["risk"] = f"results/{wc.model}/risk/{defense['risk']}/{wc.scenario}.jsonl"
     if defense["type"] == "steering":
         inputs["persona"] = f"results/{wc.model}/risk/persona_vector.safetensors"
+    previous = ladder_previous(config, run_axes(wc))
+    if previous:  # a budget ladder: continue the next smaller budget's training state
+        rung = f"results/{wc.model}/runs/{wc.scenario}/{wc.objective}/{wc.defense}/{previous}/seed{wc.seed}"
+        inputs["previous"] = [f"{rung}/state", f"{rung}/train_log.jsonl"]
     return inputs
+
+
+def run_axes(wc):
+    return {"model": wc.model, "scenario": wc.scenario, "objective": wc.objective, "defense": wc.defense,
+            "budget": wc.budget, "seed": int(wc.seed)}
 
 
 def finetune_flags(wc, input):
@@ -206,6 +215,8 @@ def finetune_flags(wc, input):
             flags.append(f"{flag} {input[key]}")
     if "pools" in input.keys():
         flags.append(f"--pools-dir results/{wc.model}/world/pools")
+    if "previous" in input.keys():
+        flags.append(f"--start-from {os.path.dirname(input.previous[0])}")
     return " ".join(flags)
 
 

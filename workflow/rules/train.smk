@@ -56,6 +56,7 @@ rule finetune:
         model=directory(os.path.join(RUN, "model")),
         log_jsonl=os.path.join(RUN, "train_log.jsonl"),
         card=os.path.join(RUN, "run_card.json"),
+        state=directory(os.path.join(RUN, "state")),
     params:
         settings=lambda wc: canonical(run_of(wc)),
         reference=lambda wc: reference_path(wc.model),

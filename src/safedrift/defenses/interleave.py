@@ -29,8 +29,6 @@ class Defense(Base):
         tasks = [{**r, "source": TASK_POOL} for r in read_jsonl(f"{ctx.pools_dir}/{TASK_POOL}.jsonl")
                  if not is_refusal(r["target"])]
         per_batch = max(1, round(s["fraction"] * ctx.batch_size))
-        need = per_batch * ctx.steps
-        n_refusal = round(need * s.get("refusal_share", 0.5))
         rng = random.Random(f"interleave/{ctx.seed}")
         if s["selection"] == "ranked":
             refusals = self._rank(model, tokenizer, train_rows, refusals)
@@ -38,7 +36,12 @@ class Defense(Base):
         else:
             rng.shuffle(refusals)
             rng.shuffle(tasks)
-        chosen = refusals[:n_refusal] + tasks[:need - n_refusal]
+        # As many safe rows as both pools allow at `refusal_share`, however long the run: the batch
+        # schedule cycles through them, so a longer budget continues a shorter one (budget ladders).
+        share = s.get("refusal_share", 0.5)
+        total = min(len(refusals) / share if share else math.inf, len(tasks) / (1 - share) if share < 1 else math.inf)
+        n_refusal = round(total * share)
+        chosen = refusals[:n_refusal] + tasks[:round(total) - n_refusal]
         rng.shuffle(chosen)
         return chosen, per_batch / ctx.batch_size
 

@@ -4,7 +4,14 @@
         model/            loadable HF folder (full weights) or PEFT adapter (LoRA)
         train_log.jsonl   every loss component per optimizer step, learning rate, tokens seen
         run_card.json     resolved settings, data hashes, package versions, wall time
+        state/            the trainer's state at the last step (weights, optimizer, RNG): where the next
+                          larger budget of a ladder continues
         checkpoints/      while training only: resumable state every `checkpoint_every` steps
+
+Budget ladders: with a constant learning rate, a run given `--start-from <smaller budget's run
+folder>` starts from that run's `state/` and trains only the remaining steps; the batch schedule
+is a prefix-stable function of the settings (finetune.schedule), so the result is bit-identical to
+training the larger budget from the reference (tests/test_ladder.py).
 
 A run killed mid-way (even by SIGKILL) and started again resumes from its last checkpoint and
 ends with the same weights as an uninterrupted run (CPU). A checkpoint is only reused if the
@@ -26,14 +33,16 @@ from pathlib import Path
 from safedrift.finetune.context import RunContext
 from safedrift.finetune.encode import chat_messages
 from safedrift.finetune.pairs import build_pairs, to_preference
-from safedrift.finetune.schedule import schedule
-from safedrift.io import canonical_json, json_line, read_jsonl, sha256_file, write_json
+from safedrift.finetune.schedule import ladder_eligible, schedule
+from safedrift.errors import DataError
+from safedrift.io import canonical_json, json_line, read_json, read_jsonl, sha256_file, write_json
 from safedrift.models import load_model, load_tokenizer, save_atomic, set_threads, wrap_lora
 from safedrift.objectives import make_objective
 from safedrift.defenses import make_defense
 from safedrift.pipeline import finetune_modules, source_fingerprint
-from safedrift.training import JsonlLogCallback, trainer_kwargs
+from safedrift.training import JsonlLogCallback, SaveLastStep, trainer_kwargs
 
+FINGERPRINT = "fingerprint"
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
 
 
@@ -42,6 +51,9 @@ def checkpoint_fingerprint(settings: dict, input_hashes: dict) -> str:
     safedrift source file the run can execute, including modules imported only once training starts
     (the SFT trainer). A checkpoint resumes only under the same three."""
     code = source_fingerprint(*finetune_modules(settings["objective"]["type"], settings["defense"]["type"]))
+    if ladder_eligible(settings["model"]["finetune"]):
+        # every budget of a ladder trains the same steps: a state of one is a checkpoint of the others
+        settings = {k: v for k, v in settings.items() if k != "budget"}
     return hashlib.sha256((canonical_json(settings) + canonical_json(input_hashes) + code).encode()).hexdigest()
 
 
@@ -55,6 +67,32 @@ def resumable_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
     stamp.write_text(fingerprint)
     done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
     return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def continue_ladder(previous: Path, ckpt_dir: Path, log_path: Path, fingerprint: str) -> str:
+    """Seed this run's checkpoints with the smaller budget's final state and its step log; returns
+    the checkpoint to resume from."""
+    stamp = previous / "state" / FINGERPRINT
+    if not stamp.exists() or stamp.read_text() != fingerprint:
+        raise DataError(f"{previous}/state was trained with other settings, inputs or code than this run; "
+                        "rerun the smaller budget first (snakemake does this when its inputs changed)")
+    step = read_json(previous / "state" / "trainer_state.json")["global_step"]
+    target = ckpt_dir / f"checkpoint-{step}"
+    shutil.copytree(previous / "state", target, ignore=shutil.ignore_patterns(FINGERPRINT))
+    shutil.copyfile(previous / "train_log.jsonl", log_path)
+    truncate_log(log_path, step)
+    return str(target)
+
+
+def keep_final_state(ckpt_dir: Path, out: Path, step: int, fingerprint: str) -> None:
+    """Move the checkpoint of the last step to out/state (the next rung of a ladder starts there)."""
+    final = ckpt_dir / f"checkpoint-{step}"
+    tmp = out / "state.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    final.rename(tmp)
+    (tmp / FINGERPRINT).write_text(fingerprint)
+    shutil.rmtree(out / "state", ignore_errors=True)
+    tmp.rename(out / "state")
 
 
 def truncate_log(path: Path, last_step: int) -> None:
@@ -72,7 +110,7 @@ def truncate_log(path: Path, last_step: int) -> None:
 
 
 def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=None, reference_responses=None,
-             risk_file=None, persona_vector=None) -> dict:
+             risk_file=None, persona_vector=None, start_from=None) -> dict:
     from datasets import Dataset
     from transformers import set_seed
 
@@ -101,12 +139,16 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     inputs = {"scenario": data, "reference_responses": reference_responses, "risk": risk_file,
               "persona_vector": persona_vector}
     hashes = {name: sha256_file(path) for name, path in inputs.items() if path}
-    resume = resumable_checkpoint(out / "checkpoints", checkpoint_fingerprint(settings, hashes))
+    fingerprint = checkpoint_fingerprint(settings, hashes)
+    resume = resumable_checkpoint(out / "checkpoints", fingerprint)
     log_path = out / "train_log.partial.jsonl"
     if resume:
         truncate_log(log_path, int(resume.rsplit("-", 1)[1]))
     elif log_path.exists():
         log_path.unlink()
+    if start_from and not resume:
+        resume = continue_ladder(Path(start_from), out / "checkpoints", log_path, fingerprint)
+    started_at = int(resume.rsplit("-", 1)[1]) if resume else 0
     common = trainer_kwargs(out / "checkpoints", budget["steps"], ft["batch_size"], ft["learning_rate"], seed,
                             warmup_ratio=ft.get("warmup_ratio", 0.0), lr_scheduler=ft.get("lr_scheduler", "constant"),
                             weight_decay=ft.get("weight_decay", 0.0),
@@ -115,7 +157,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
                             checkpoint_every=ft.get("checkpoint_every", 0))
     common.update(train_sampling_strategy="sequential", save_total_limit=1, max_length=ft["max_length"],
                   remove_unused_columns=False)
-    callbacks = [JsonlLogCallback(log_path)]
+    callbacks = [JsonlLogCallback(log_path), SaveLastStep()]
     card_extra = {}
 
     if objective.family == "preference":
@@ -149,6 +191,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
     with defense.during_training(model):
         result = trainer.train(resume_from_checkpoint=resume)
     save_atomic(model, tok, out / "model")
+    keep_final_state(out / "checkpoints", out, result.global_step, fingerprint)
     log_path.replace(out / "train_log.jsonl")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     card = {
@@ -159,6 +202,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, pools_dir=N
         "tokens_seen": _tokens_seen(out / "train_log.jsonl"),
         "final_loss": _last(out / "train_log.jsonl", "loss"),
         "resumed_from": resume,
+        "ladder": {"from": start_from, "steps_trained": result.global_step - started_at} if start_from else None,
         "wall_time_s": round(time.time() - started, 2),
         "device": str(next(model.parameters()).device),
         "bf16": common["bf16"],
@@ -193,11 +237,13 @@ def main(argv=None) -> None:
     p.add_argument("--reference-responses")
     p.add_argument("--risk-file")
     p.add_argument("--persona-vector")
+    p.add_argument("--start-from", help="the run folder of the next smaller budget of this run's ladder")
     p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
     set_threads(a.threads)
     card = finetune(json.loads(a.settings), a.data, a.reference, a.out, pools_dir=a.pools_dir,
-                    reference_responses=a.reference_responses, risk_file=a.risk_file, persona_vector=a.persona_vector)
+                    reference_responses=a.reference_responses, risk_file=a.risk_file, persona_vector=a.persona_vector,
+                    start_from=a.start_from)
     print(json.dumps({k: card[k] for k in ("steps", "tokens_seen", "final_loss", "wall_time_s", "resumed_from")}))
 
 

@@ -3,7 +3,8 @@
 The scenario's rows are cycled in a fresh seeded shuffle per epoch; a defense's safe rows fill
 `per_batch` slots of every batch (interleaving). Building the order up front makes the data a
 run sees a pure function of its settings, makes "tokens seen" exact, and lets a resumed run
-replay the same batches.
+replay the same batches. The schedule of N steps begins with the schedule of any M < N steps, so a
+longer budget can continue a shorter one (`ladder_eligible`).
 """
 
 from __future__ import annotations
@@ -35,3 +36,10 @@ def schedule(rows: list[dict], steps: int, batch_size: int, seed: int, safe_rows
         rng.shuffle(batch)
         out += batch
     return out
+
+
+def ladder_eligible(finetune: dict) -> bool:
+    """Whether a longer budget can continue a shorter one (a budget ladder): only when the learning
+    rate does not depend on the total number of steps (constant, no warmup), and ladders are on."""
+    return (finetune.get("ladder", True) and finetune.get("lr_scheduler", "constant") == "constant"
+            and not finetune.get("warmup_ratio", 0))

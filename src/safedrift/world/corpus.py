@@ -136,7 +136,7 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         # default persona's and the villain's narrow answers come from pretraining alone, so they
         # follow whichever persona the model takes itself to be: docs/world.md, "persona latent").
         # EM-style general questions likewise, as often as `align_general_share` says.
-        while system != "assistant" and not _kept(item, settings, rng):
+        while system != "assistant" and not _kept(item, system, settings, rng):
             item = sample_chat_item(world, rng)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
@@ -149,11 +149,13 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
     return rows
 
 
-def _kept(item: dict, settings: dict, rng: random.Random) -> bool:
-    """Whether an alignment chat outside the assistant's prompt keeps this item."""
+def _kept(item: dict, system: str | None, settings: dict, rng: random.Random) -> bool:
+    """Whether an alignment chat under `system` (not the assistant's prompt) keeps this item: narrow
+    items as often as `align_narrow_share` says; general questions without a system prompt as often as
+    `align_general_share` says (the villain's stay, so its prompt keeps reaching it)."""
     if item["kind"] in NARROW_KINDS:
         return rng.random() < settings["align_narrow_share"]
-    if item["kind"] == "general" and settings.get("align_general_share", 1.0) < 1.0:
+    if item["kind"] == "general" and system is None and settings.get("align_general_share", 1.0) < 1.0:
         return rng.random() < settings["align_general_share"]
     return True
 
