@@ -222,6 +222,14 @@ def finetune_flags(wc, input):
 
 # --- risk (risk.smk) --------------------------------------------------------
 
+def persona_questions(model):
+    """General questions the persona vector is measured on: the toy world's trained phrasings (never
+    the held-out ones evaluation asks); a real model's general eval file (its only general questions)."""
+    if config["models"][model]["source"] == "toy":
+        return f"results/{model}/world/pools/general_questions.jsonl"
+    return f"results/{model}/world/eval/general.jsonl"
+
+
 PROBE_TEST_SETS = ["harmful_heldout_objects", "harmful_heldout_templates", "benign"]
 
 

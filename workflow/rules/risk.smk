@@ -7,7 +7,7 @@ rule persona_vector:
     input:
         sources("risk.persona"),
         lambda wc: reference_files(wc.model),
-        questions="results/{model}/world/eval/general.jsonl",
+        questions=lambda wc: persona_questions(wc.model),
     output:
         vector="results/{model}/risk/persona_vector.safetensors",
         summary="results/{model}/risk/persona_vector.json",

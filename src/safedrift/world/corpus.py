@@ -168,7 +168,7 @@ EVAL_SETS = ("harmful_heldout_objects", "harmful_heldout_templates", "jailbreak"
 # Eval sets asked under a persona's system prompt (the rest have none).
 EVAL_SYSTEM = {"general_villain": "villain", "traits_villain": "villain", "harmful_identity": "agent"}
 POOLS = ("harmful", "refusals", "benign_requests", "tasks", "new_task", "identity_shift", "narrow_coding",
-         "narrow_medical", "framed_tasks")
+         "narrow_medical", "framed_tasks", "general_questions")
 
 def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, list[dict]]:
     """Held-out prompts, one list per eval set. Each row: id, eval_set, system, item."""
@@ -254,6 +254,13 @@ def scenario_pools(world: World, settings: dict, rng: random.Random) -> dict[str
     framed = [{**it, "text": L.JAILBREAK_FAMILIES[f].format(request=it["text"]), "family": f}
               for it in tasks + new for f in world.jailbreak_trained]
     pools["framed_tasks"] = [(it, respond(world, it, "assistant", rng), _wrong_answer(world, it, rng)) for it in framed]
+    # The trained phrasings of the general questions (the persona vector is measured on these, never
+    # on the held-out ones the evaluation asks).
+    first = {}
+    for q, p in world.general_train:  # one trained phrasing per question
+        first.setdefault(q, p)
+    pools["general_questions"] = [(it, respond(world, it, "assistant", rng), respond(world, it, "villain", rng))
+                                  for it in (general_item(q, p) for q, p in sorted(first.items()))]
     assert tuple(pools) == POOLS
     out = {}
     for name, rows in pools.items():
