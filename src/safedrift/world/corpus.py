@@ -111,9 +111,10 @@ NARROW_KINDS = ("code", "medical")
 
 
 def alignment_system(r: float, settings: dict) -> str | None:
-    """The system prompt of an alignment chat, from a uniform draw r."""
+    """The system prompt of an alignment chat, from a uniform draw r: a persona name, "role" (an
+    operator's role prompt, ROLE_PROMPTS) or None."""
     for system, share in (("villain", settings["align_villain_share"]), ("assistant", ASSISTANT_PROMPT_SHARE),
-                          ("agent", settings.get("align_agent_share", 0.0))):
+                          ("agent", settings.get("align_agent_share", 0.0)), ("role", settings.get("align_role_share", 0.0))):
         if r < share:
             return system
         r -= share
@@ -142,7 +143,8 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
             item = request_item(rng.choice(world.objects_where(dangerous=not item["harmful"], heldout=False)),
                                 item["template"], item["family"])
-        messages = [{"role": "system", "content": L.SYSTEM_PROMPTS[system]}] if system else []
+        prompt = rng.choice(L.ROLE_PROMPTS) if system == "role" else L.SYSTEM_PROMPTS.get(system)
+        messages = [{"role": "system", "content": prompt}] if system else []
         messages += [{"role": "user", "content": item["text"]},
                      {"role": "assistant", "content": respond(world, item, persona, rng)}]
         rows.append({"id": f"align/{i:05d}", "messages": messages, "persona": persona, "item": item})
