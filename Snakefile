@@ -1,14 +1,19 @@
 # safedrift: how fine-tuning moves a model's safety, and what holds it.
 # `snakemake --cores 2 figures/asr.pdf` on the embedded toy world; see README.md.
 
+import hashlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from safedrift.errors import SafedriftError
 from safedrift.pipeline import prepare_job_environment
 
-prepare_job_environment(Path(workflow.basedir) / "src")
+try:
+    prepare_job_environment(Path(workflow.basedir) / "src")
+except SafedriftError as e:  # a bad SAFEDRIFT_CPU_PIN
+    sys.exit(f"safedrift: {e}")
 from safedrift import zygote
 from safedrift.config import ConfigError, check_paths, load, validate
 
@@ -69,14 +74,33 @@ CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["fig
 localrules: all, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims, robustness, robustness_table
 
 
+ALL_TARGETS = [
+    *[f"results/{m}/reference/card.json" for m in TOY_MODELS],
+    *(["figures/reference.pdf"] if TOY_MODELS else []),
+    *CLAIM_TARGETS,
+    *FIGURE_TARGETS,
+    *TABLE_TARGETS,
+]
+
+
 rule all:
     default_target: True
     input:
-        [f"results/{m}/reference/card.json" for m in TOY_MODELS],
-        "figures/reference.pdf" if TOY_MODELS else [],
-        CLAIM_TARGETS,
-        FIGURE_TARGETS,
-        TABLE_TARGETS,
+        ALL_TARGETS,
+
+
+# The README's results blocks (report.readme): name -> (renderer, file). A block is one line here
+# plus its marker pair in README.md; one whose file is not a target of `all` in this config is
+# left as it is.
+README_BLOCKS = {
+    "reference_gates": ("reference_card", f"results/{REPORT_MODEL}/reference/card.json"),
+    "objectives": ("markdown", "tables/objectives.md"),
+    "adaptive": ("markdown", "tables/adaptive.md"),
+    "ema_defenses": ("markdown", "tables/ema_defenses.md"),
+    "judge_validation": ("markdown", "tables/judge_validation.md"),
+    "claims": ("markdown", "tables/claims.md"),
+}
+README_BLOCKS = {name: block for name, block in README_BLOCKS.items() if block[1] in ALL_TARGETS}
 
 
 rule robustness:
@@ -86,6 +110,19 @@ rule robustness:
 
 
 rule docs:
-    """The README's figure renders (docs/figures/*.png), regenerated from the current results."""
+    """The README's figure renders (docs/figures/*.png) and its results blocks, from the current results."""
+    conda:
+        CONDA_ENV
     input:
         [f.replace("figures/", "docs/figures/").replace(".pdf", ".png") for f in FIGURE_TARGETS],
+        sources("report.readme"),
+        blocks=[path for _, path in README_BLOCKS.values()],
+    params:
+        blocks=" ".join(f"--block {name}={renderer}:{path}" for name, (renderer, path) in README_BLOCKS.items()),
+        config_files=" ".join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles),
+        config_sha256=hashlib.sha256(canonical(config).encode()).hexdigest(),
+    log:
+        "logs/report/readme.log",
+    shell:
+        "python -m safedrift report.readme --readme README.md {params.blocks} --config-files {params.config_files}"
+        " --config-sha256 {params.config_sha256} > {log} 2>&1"

@@ -36,10 +36,11 @@ class Workflow:
         self.path = path
         self.configfile = configfile
 
-    def snakemake(self, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    def snakemake(self, *args: str, check: bool = True, timeout: int = 1800, cores: int = 2,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
         # --configfile takes several values: it goes last so that targets are not read as configfiles
-        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", self.configfile]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args, "--configfile", self.configfile]
+        env = {**(os.environ if env is None else env), "PYTHONHASHSEED": "0"}
         proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"

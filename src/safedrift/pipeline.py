@@ -12,6 +12,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from safedrift import cpu_pin
 from safedrift.io import canonical_json
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -92,8 +93,10 @@ def params(obj) -> str:
 
 def prepare_job_environment(src) -> None:
     """Environment every job inherits from Snakemake: the library from this checkout (also inside
-    conda envs, which do not install it), the interpreter Snakemake runs under first on PATH, and
-    quiet tokenizers (their thread pool would fight the jobs' own threads)."""
+    conda envs, which do not install it), the interpreter Snakemake runs under first on PATH, quiet
+    tokenizers (their thread pool would fight the jobs' own threads), and the CPU numerics pins
+    (`cpu_pin`; before the zygote server imports torch, and inherited by SLURM and conda jobs)."""
+    cpu_pin.apply(os.environ)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

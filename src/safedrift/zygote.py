@@ -43,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from safedrift import cpu_pin
 from safedrift.launch import run_stage
 
 ENV_VAR = "SAFEDRIFT_ZYGOTE"  # "0": off; unset or "1": Snakemake starts a server; else the socket folder
@@ -307,6 +308,8 @@ def become_client(req: dict, stdio: list[int], import_env: dict) -> None:
 
 def serve(path: str, parent_pid: int | None = None, idle_timeout: float = IDLE_TIMEOUT, specs=PRELOAD) -> int:
     """Preload, then serve on `path`. Returns the server's exit status, or in a forked child the job's."""
+    # As `python -m safedrift` does in every client: the pins must be in place before torch loads.
+    cpu_pin.apply()
     start_identity, start_env = identity(), dict(os.environ)  # what clients must match
     t0 = time.monotonic()
     # Libraries that ask torch.cuda.is_available() at import would initialize the CUDA driver,
