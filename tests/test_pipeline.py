@@ -52,13 +52,13 @@ def test_every_target_is_built_and_gates_pass(built):
     assert not failed, failed
 
 
-# The 2-layer smoke model refuses 6 of 16 held-out-template prompts (0.375 < 0.6); more alignment
+# The 2-layer smoke model refuses 7 of 16 held-out-template prompts (0.44 < 0.6); more alignment
 # data and steps made it worse (0.25). Tracked here, not hidden by a lower threshold; the default
 # model refuses 100%.
 KNOWN_GATE_FAILURES = {"refusal_heldout_templates"}
 
 
-@pytest.mark.xfail(strict=True, reason="smoke reference: held-out-template refusal 0.375 < 0.6 (known)")
+@pytest.mark.xfail(strict=True, reason="smoke reference: held-out-template refusal 0.44 < 0.6 (known)")
 def test_smoke_reference_refuses_heldout_templates(built):
     card = json.loads((built.path / "results/toy/reference/card.json").read_text())
     assert card["gates"]["refusal_heldout_templates"]["pass"]

@@ -118,6 +118,13 @@ def test_bad_block_spec_is_one_line(tmp_path):
                                    "NAME=RENDERER:PATH with RENDERER one of markdown, reference_card")
 
 
+def test_missing_readme_is_one_line(tmp_path):
+    proc = stage(tmp_path, "--readme", "README.md", "--config-sha256", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("safedrift report.readme: error: README.md: no such file; the docs target "
+                                   "rewrites the README of the checkout it runs in")
+
+
 def test_project_readme_has_a_marked_region_for_every_block():
     lines = (ROOT / "README.md").read_text().split("\n")
     assert set(readme.regions(lines, "README.md")) == {"provenance", "reference_gates", "objectives", "adaptive",

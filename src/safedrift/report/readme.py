@@ -81,6 +81,8 @@ def replace_blocks(text: str, blocks: dict[str, str], where: str = "README.md") 
 def write_readme(path: str | os.PathLike, blocks: dict[str, str]) -> bool:
     """Rewrite the blocks of the README at `path` in place; True if it changed."""
     path = Path(path)
+    if not path.is_file():
+        raise SafedriftError(f"{path}: no such file; the docs target rewrites the README of the checkout it runs in")
     old = path.read_text()
     new = replace_blocks(old, blocks, where=str(path))
     if new == old:
