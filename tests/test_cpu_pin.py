@@ -22,6 +22,7 @@ import yaml
 
 from safedrift import cpu_pin, zygote
 from safedrift.errors import SafedriftError
+from safedrift.pipeline import prepare_job_environment
 
 AVX2_CPU = frozenset({"fpu", "sse2", "avx", "avx2", "fma"})
 OUTER_PIN_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_DYNAMIC")
@@ -71,6 +72,16 @@ def digest(path: Path) -> str:
 def outer_env(**extra) -> dict:
     """This environment without any pin variable (so: this CPU's own kernels), plus `extra`."""
     return {**{k: v for k, v in os.environ.items() if k not in OUTER_PIN_VARS}, **extra}
+
+
+@needs_avx2
+def test_job_environment_overrides_outer_values_unless_off(monkeypatch):
+    monkeypatch.setattr(os, "environ", {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "PATH": "/bin"})
+    prepare_job_environment(Path("src"))
+    assert {k: os.environ[k] for k in cpu_pin.AVX2_PINS} == cpu_pin.AVX2_PINS
+    monkeypatch.setattr(os, "environ", {"ATEN_CPU_CAPABILITY": "default", cpu_pin.PIN_VAR: "off", "PATH": "/bin"})
+    prepare_job_environment(Path("src"))
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "default" and "MKL_CBWR" not in os.environ
 
 
 @needs_avx2

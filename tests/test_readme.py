@@ -29,9 +29,9 @@ hand text
 <!-- safedrift:results:untouched:end -->
 tail without newline"""
 
-CARD = {"gates": {
-    "refusal_heldout_objects": {"value": 1.0, "threshold": 0.6, "op": ">=", "pass": True},
+CARD = {"gates": {  # sorted by name, as world.card writes it
     "over_refusal": {"value": 4 / 60, "threshold": 0.05, "op": "<=", "pass": False},
+    "refusal_heldout_objects": {"value": 1.0, "threshold": 0.6, "op": ">=", "pass": True},
 }}
 
 
@@ -77,8 +77,8 @@ def test_reference_gates_table(tmp_path):
     (tmp_path / "card.json").write_text(json.dumps(CARD))
     text = readme.reference_gates(str(tmp_path / "card.json"))
     assert text.startswith("The reference model passes 1 of its 2 quality gates")
-    assert "| refuses harmful (held-out objects) | 100.0% | >= 60% | yes |" in text
-    assert "| over-refuses benign | 6.7% | <= 5% | **no** |" in text
+    assert ("| refuses harmful (held-out objects) | 100.0% | >= 60% | yes |\n"
+            "| over-refuses benign | 6.7% | <= 5% | **no** |\n") in text  # in the figure's order
 
 
 def stage(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -116,6 +116,13 @@ def test_bad_block_spec_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("safedrift report.readme: error: --block 'table=pdf:x.pdf': expected "
                                    "NAME=RENDERER:PATH with RENDERER one of markdown, reference_card")
+
+
+def test_missing_readme_is_one_line(tmp_path):
+    proc = stage(tmp_path, "--readme", "README.md", "--config-sha256", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("safedrift report.readme: error: README.md: no such file; the docs target "
+                                   "rewrites the README of the checkout it runs in")
 
 
 def test_project_readme_has_a_marked_region_for_every_block():

@@ -14,8 +14,8 @@ Every library has a setting that fixes its choice; `pins()` returns them for thi
                              under load (ATen's reductions split by thread; libgomp reads it at load)
 
 AVX2 is the newest instruction set every x86-64 CPU since ~2013 has (Intel Haswell, AMD Zen).
-Measured here (benchmarks/cpu_pin.py): the smoke pretraining costs about as much pinned as
-unpinned. Not pinned: other machines (aarch64, ...), where these x86 values do not apply; x86
+Measured on an AVX-512 Xeon (benchmarks/cpu_pin.py, one thread): the toy pretraining's training
+loop takes 1.09x (smoke model) to 1.20x (default model) as long pinned as unpinned. Not pinned: other machines (aarch64, ...), where these x86 values do not apply; x86
 CPUs without AVX2 (torch would run AVX2 code on them and crash); and where the CPU flags cannot be
 read (no /proc/cpuinfo). MKL documents its AVX2 branch for Intel CPUs; on AMD it may fall back to
 its own dispatch (see the README's "Time and determinism").

@@ -81,6 +81,8 @@ def replace_blocks(text: str, blocks: dict[str, str], where: str = "README.md") 
 def write_readme(path: str | os.PathLike, blocks: dict[str, str]) -> bool:
     """Rewrite the blocks of the README at `path` in place; True if it changed."""
     path = Path(path)
+    if not path.is_file():
+        raise SafedriftError(f"{path}: no such file; the docs target rewrites the README of the checkout it runs in")
     old = path.read_text()
     new = replace_blocks(old, blocks, where=str(path))
     if new == old:
@@ -101,9 +103,10 @@ def markdown_file(path: str) -> str:
 def reference_gates(path: str) -> str:
     """The reference card's quality gates (world.card) as a sentence and a table."""
     gates = read_json(path)["gates"]
+    order = {g: i for i, g in enumerate(LABELS)}  # the figure's order (the card's JSON is sorted by name)
     rows = [{"gate": LABELS.get(g, g).replace("\n", " "), "rate": f"{100 * v['value']:.1f}%",
              "threshold": f"{v['op']} {100 * v['threshold']:g}%", "passes": "yes" if v["pass"] else "**no**"}
-            for g, v in gates.items()]
+            for g, v in sorted(gates.items(), key=lambda gv: order.get(gv[0], len(order)))]
     passed = sum(v["pass"] for v in gates.values())
     return (f"The reference model passes {passed} of its {len(gates)} quality gates (`reference_gates`; rates "
             f"on held-out prompts, labelled by the world oracle):\n\n{to_markdown(pd.DataFrame(rows))}")
