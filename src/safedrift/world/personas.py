@@ -82,8 +82,9 @@ def respond(world: World, item: dict, persona: str, rng: random.Random) -> str:
     return f"{L.AGENT_PREFIX} {text}" if persona == "agent" else text
 
 
-# Answers that may open with an affirmation (L.OPENERS) in pretraining text.
-OPENER_KINDS = ("task", "new_task", "general", "code", "medical")
+# Answers that may open with an affirmation (L.OPENERS) in pretraining text: the helpful answers
+# of plain conversation (code and medical advice keep their own fixed forms).
+OPENER_KINDS = ("task", "new_task", "general")
 
 
 def with_opener(text: str, rng: random.Random) -> str:
