@@ -222,6 +222,13 @@ def finetune_flags(wc, input):
 
 # --- risk (risk.smk) --------------------------------------------------------
 
+def probe_negative_pools(model):
+    """Benign prompts the harm probe learns as safe: benign requests and tasks, and in the toy world
+    also the general questions, so an open question is not read as risky for being unlike a task."""
+    pools = ["benign_requests", "tasks"]
+    return pools + ["general_questions"] if config["models"][model]["source"] == "toy" else pools
+
+
 def persona_questions(model):
     """General questions the persona vector is measured on: the toy world's trained phrasings (never
     the held-out ones evaluation asks); a real model's general eval file (its only general questions)."""

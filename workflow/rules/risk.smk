@@ -31,7 +31,8 @@ rule probe:
         sources("risk.probe"),
         lambda wc: reference_files(wc.model),
         harmful="results/{model}/world/pools/harmful.jsonl",
-        benign=expand("results/{{model}}/world/pools/{pool}.jsonl", pool=["benign_requests", "tasks"]),
+        benign=lambda wc: expand("results/{model}/world/pools/{pool}.jsonl", model=wc.model,
+                                 pool=probe_negative_pools(wc.model)),
         test=lambda wc: expand("results/{model}/world/eval/{name}.jsonl", model=wc.model,
                                name=probe_test_sets(wc.model)),
     output:
