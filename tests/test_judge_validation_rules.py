@@ -21,7 +21,7 @@ def real_workflow(tmp_path, accept: bool) -> Workflow:
     """configs/qwen2.5-0.5b-lora.yaml on fixture data, with the keyword judge as the eval judge (it
     cannot judge harmful compliance, so it misses its targets). No model is loaded by these targets."""
     wf = Workflow(copy_workflow(tmp_path / "wf"), configfile="configs/tiny-real.yaml")
-    config = tiny_real_config(tmp_path / "tiny-chat-model")
+    config = tiny_real_config("dry-run/tiny-chat-model")  # a hub id: never loaded, never downloaded
     config["evaluation"]["judge_validation"]["accept_below_targets"] = accept
     (wf.path / wf.configfile).write_text(yaml.safe_dump(config, sort_keys=False))
     return wf

@@ -43,7 +43,7 @@ def test_no_change_and_key_reordering_rerun_nothing(built):
 # reference's generations); anything else (finetune, pretrain, align, tokenizer,
 # reference_responses, persona_vector, probe, critic, scenario_data, ...) is training.
 EVALUATION_RULES = {"generate", "judge_score", "metrics", "aggregate", "study_table", "figure", "judge_validation",
-                    "reference_card", "reference_figure", "all"}
+                    "reference_card", "reference_figure", "claims", "robustness", "robustness_table", "all"}
 
 
 def leaf_keys(tree: dict, prefix=()) -> list[tuple]:
@@ -92,7 +92,8 @@ def test_every_evaluation_key_of_the_default_config_is_tested():
 # regenerate every subject, "metrics" settings recompute every subject's metrics from its
 # scores, judge_validation settings redo only the judge validation table.
 RERUN_KIND = {"max_new_tokens": "generation", "batch_size": "generation", "seed": "generation", "sets": "generation",
-              "thresholds": "metrics", "bootstrap": "metrics", "judge_validation": "judge_validation"}
+              "thresholds": "metrics", "bootstrap": "metrics", "max_unscored": "metrics",
+              "judge_validation": "judge_validation"}
 
 
 @pytest.mark.parametrize("key", EVALUATION_KEYS, ids=".".join)
@@ -113,8 +114,8 @@ def test_evaluation_key_reruns_evaluation_not_training(built, key):
         assert "generate" not in jobs and "judge_score" not in jobs and jobs.get("metrics") == subjects, jobs
         assert jobs.get("aggregate") == len(config["studies"]), jobs
         assert ("judge_validation" in jobs) == (key[0] == "thresholds"), jobs
-    else:
-        assert set(jobs) == {"judge_validation", "all"}, jobs
+    else:  # the validation, and the study tables that footnote its summary
+        assert "judge_validation" in jobs and set(jobs) <= {"judge_validation", "study_table", "all"}, jobs
 
 
 def test_evaluation_sets_added_setting_and_dropped_set_rerun_evaluation_not_training(built):
@@ -162,4 +163,4 @@ def test_defense_hyperparameter_reruns_only_that_defense(built):
     studies_with_kl = [s for s, spec in config["studies"].items() if "kl" in spec["defenses"]]
     assert jobs["aggregate"] == len(studies_with_kl)
     assert set(jobs) <= {"finetune", "generate", "judge_score", "metrics", "aggregate", "figure", "study_table",
-                         "judge_validation", "all"}
+                         "judge_validation", "claims", "all"}

@@ -193,7 +193,7 @@ rule robustness_table:
         multiext("tables/claims_robustness", ".csv", ".md", ".tex"),
     params:
         cards=" ".join(
-            [f"--scorecard world{config['world']['seed']}=tables/claims.csv"]
+            [f"--scorecard world{config.get('world', {}).get('seed', 0)}=tables/claims.csv"]
             + [f"--scorecard world{ROBUSTNESS_MODELS[m]['world_seed']}=tables/claims_{m}.csv" for m in ROBUSTNESS_MODELS]),
     log:
         "logs/report/claims_robustness.log",

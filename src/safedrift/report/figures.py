@@ -15,7 +15,7 @@ import pandas as pd
 from safedrift.io import read_jsonl
 from safedrift.report.style import save, setup
 
-PRETTY = {"asr": "attack success rate", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
+PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
           "persona_drift": "persona drift (projection vs reference)", "over_refusal": "over-refusal",
           "misaligned": "general misalignment", "incoherent": "incoherence", "narrow_misaligned": "in-domain misbehaviour"}
 
@@ -57,31 +57,41 @@ def reference_value(study: pd.DataFrame, name: str) -> float | None:
     return float(ref["value"].iloc[0]) if len(ref) else None
 
 
+ASR_METRICS = ["asr", "jailbreak_asr_heldout"]
+
+
 def draw_asr(studies, extra):
-    """Rows: objectives (defense none), defenses (objective sft); columns: scenarios; large budget."""
+    """Rows: objectives (defense none), defenses (objective sft); a panel per scenario of the row's study and
+    per attack (plain held-out harmful requests, held-out jailbreak families); largest budget. A row has
+    only its own study's scenarios: no empty panels."""
     plt, sns, _ = setup()
     groups = {"objective": studies["objectives"], "defense": studies["adaptive"]}
-    scenarios = sorted({s for t in groups.values() for s in t.scenario.unique() if s != "reference"})
-    fig, axes = plt.subplots(len(groups), len(scenarios), figsize=(3.2 * len(scenarios), 5.6), squeeze=False,
-                             sharey=True)
+    panels = {title: [(sc, m) for sc in dict.fromkeys(study.scenario) if sc != "reference" for m in ASR_METRICS
+                      if m in set(study.metric)] for title, study in groups.items()}
+    width = max(len(p) for p in panels.values())
+    fig, axes = plt.subplots(len(groups), width, figsize=(2.6 * width, 5.8), squeeze=False, sharey=True)
     for r, (title, study) in enumerate(groups.items()):
-        cells = metric(study, "asr")
-        cells = cells[(cells.budget == cells.budget[cells.objective != "reference"].iloc[-1])].copy()
-        cells["condition"] = cells[title]
-        order = list(dict.fromkeys(cells["condition"]))
-        palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
-        ref = reference_value(study, "asr")
-        for c, scenario in enumerate(scenarios):
+        for c in range(len(panels[title]), width):
+            axes[r, c].set_visible(False)
+        for c, (scenario, name) in enumerate(panels[title]):
+            cells = metric(study, name)
+            runs = cells[cells.objective != "reference"]
+            cells = cells[cells.budget == runs.budget.iloc[-1]].copy()
+            cells["condition"] = cells[title]
+            order = list(dict.fromkeys(cells["condition"]))
+            palette = dict(zip(order, sns.color_palette("colorblind", len(order))))
             ax = axes[r, c]
             bars(ax, cells[cells.scenario == scenario], "condition", palette, order)
+            ref = reference_value(study, name)
             if ref is not None:
                 ax.axhline(ref, color="#C44E52", ls="--", lw=1, label="reference model")
-            ax.set_title(f"{scenario}", fontsize=9)
+            ax.set_title(f"{scenario}: {PRETTY.get(name, name)}", fontsize=8)
             ax.set_ylim(0, 1.05)
-            ax.set_ylabel(f"ASR (held-out harmful)\nby {'objective, no defense' if r == 0 else 'defense, SFT'}"
+            ax.set_ylabel(f"attack success rate\nby {'objective, no defense' if r == 0 else 'defense, SFT'}"
                           if c == 0 else "")
-        axes[r, -1].legend(loc="upper right", fontsize=7)
-    fig.suptitle("Attack success rate after fine-tuning (largest budget; 95% CI across seeds)", fontsize=10)
+        axes[r, len(panels[title]) - 1].legend(loc="upper right", fontsize=6)
+    fig.suptitle("Attack success after fine-tuning (largest budget; crossed 95% CI over seeds and prompts)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -122,7 +132,7 @@ def draw_budget(studies, extra):
     """ASR, new-task accuracy and persona drift vs training steps, per objective and scenario."""
     plt, sns, _ = setup()
     study = studies["objectives"]
-    metrics = [m for m in ("asr", "new_task_capability", "persona_drift") if m in set(study.metric)]
+    metrics = [m for m in ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift") if m in set(study.metric)]
     scenarios = [s for s in dict.fromkeys(study.scenario) if s != "reference"]
     objectives = [o for o in dict.fromkeys(study.objective) if o != "reference"]
     palette = dict(zip(objectives, sns.color_palette("colorblind", len(objectives))))
