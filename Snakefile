@@ -99,8 +99,11 @@ README_BLOCKS = {
     "ema_defenses": ("markdown", "tables/ema_defenses.md"),
     "judge_validation": ("markdown", "tables/judge_validation.md"),
     "claims": ("markdown", "tables/claims.md"),
+    "claims_robustness": ("markdown", "tables/claims_robustness.md"),
 }
-README_BLOCKS = {name: block for name, block in README_BLOCKS.items() if block[1] in ALL_TARGETS}
+# The robustness block needs the claims on other draws of the world (`robustness.world_seeds`).
+ROBUSTNESS_TARGETS = ["tables/claims_robustness.md"] if ROBUSTNESS_MODELS and config.get("claims") else []
+README_BLOCKS = {name: block for name, block in README_BLOCKS.items() if block[1] in ALL_TARGETS + ROBUSTNESS_TARGETS}
 
 
 rule robustness:
@@ -115,6 +118,7 @@ rule docs:
         CONDA_ENV
     input:
         [f.replace("figures/", "docs/figures/").replace(".pdf", ".png") for f in FIGURE_TARGETS],
+        ["docs/figures/claims.png"] if CLAIM_TARGETS else [],
         sources("report.readme"),
         blocks=[path for _, path in README_BLOCKS.values()],
     params:

@@ -154,7 +154,7 @@ rule reference_figure:
 
 
 wildcard_constraints:
-    tag=r"(_[a-z][a-z0-9_]*)?",
+    tag=r"(_(?!robustness\b)[a-z][a-z0-9_]*)?",  # tables/claims_robustness.* is robustness_table's
 
 
 rule claims:
@@ -167,6 +167,7 @@ rule claims:
     output:
         report(multiext("tables/claims{tag}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
         figure="figures/claims{tag}.pdf",
+        render="docs/figures/claims{tag}.png",
     params:
         plan=lambda wc: canonical(claims_plan(claims_model(wc.tag))),
         claims=canonical(config.get("claims", {})),
@@ -177,7 +178,7 @@ rule claims:
         "logs/report/claims{tag}.log",
     shell:
         "python -m safedrift report.scorecard --plan {params.plan:q} --claims {params.claims:q} --model {params.model}"
-        " --bootstrap {params.bootstrap:q} --out tables/claims{wildcards.tag} --figure {output.figure}"
+        " --bootstrap {params.bootstrap:q} --out tables/claims{wildcards.tag} --figure {output.figure} {output.render}"
         " --dpi {params.dpi} > {log} 2>&1"
 
 

@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--bootstrap", required=True, help="evaluation.bootstrap as JSON")
     p.add_argument("--out", required=True, help="table stem (writes .csv, .md, .tex)")
-    p.add_argument("--figure", help="forest plot to write (pdf/png)")
+    p.add_argument("--figure", nargs="+", help="forest plot(s) to write (pdf/png by extension)")
     p.add_argument("--dpi", type=int, default=150)
     a = p.parse_args(argv)
     tests = json.loads(a.plan)
@@ -110,8 +110,8 @@ def main(argv=None) -> None:
                "claims reproduced. Effects are differences (or ratios, values, ranges) of cell means with paired "
                "95% bootstrap intervals over shared prompts and seeds; thresholds are fixed in the config.")
     write_table(rows, display(rows), a.out, caption)
-    if a.figure:
-        draw(rows, a.figure, a.dpi)
+    for figure in a.figure or []:
+        draw(rows, figure, a.dpi)
     print(display(rows).to_string(index=False))
     print(", ".join(f"{k}: {int(v)}" for k, v in counts.items()))
 
