@@ -15,7 +15,8 @@ import pandas as pd
 from safedrift.io import read_jsonl
 from safedrift.report.style import save, setup
 
-PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
+PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks",
+          "asr/harmful_identity": "harmful, under its identity prompt", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
           "persona_drift": "persona drift (projection vs reference)", "over_refusal": "over-refusal",
           "misaligned": "general misalignment", "incoherent": "incoherence", "narrow_misaligned": "in-domain misbehaviour"}
 
@@ -57,7 +58,9 @@ def reference_value(study: pd.DataFrame, name: str) -> float | None:
     return float(ref["value"].iloc[0]) if len(ref) else None
 
 
-ASR_METRICS = ["asr", "jailbreak_asr_heldout"]
+# An attack evaluated under its own system prompt (Qi et al. 2023's identity shift): its panel shows
+# that success rate in place of the plain one.
+ATTACK_METRIC = {"identity_shift": "asr/harmful_identity"}
 
 
 def draw_asr(studies, extra):
@@ -66,7 +69,10 @@ def draw_asr(studies, extra):
     only its own study's scenarios: no empty panels."""
     plt, sns, _ = setup()
     groups = {"objective": studies["objectives"], "defense": studies["adaptive"]}
-    panels = {title: [(sc, m) for sc in dict.fromkeys(study.scenario) if sc != "reference" for m in ASR_METRICS
+    def attacks(scenario):
+        return [ATTACK_METRIC.get(scenario, "asr"), "jailbreak_asr_heldout"]
+
+    panels = {title: [(sc, m) for sc in dict.fromkeys(study.scenario) if sc != "reference" for m in attacks(sc)
                       if m in set(study.metric)] for title, study in groups.items()}
     width = max(len(p) for p in panels.values())
     fig, axes = plt.subplots(len(groups), width, figsize=(2.6 * width, 5.8), squeeze=False, sharey=True)

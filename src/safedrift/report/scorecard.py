@@ -85,7 +85,8 @@ def draw(rows: pd.DataFrame, out: str, dpi: int) -> None:
             ax.errorbar(r["effect"], yi, xerr=[[max(r["effect"] - low, 0)], [max(high - r["effect"], 0)]],
                         fmt="o", color=colors[r["test_verdict"]], ecolor="black", elinewidth=0.8, capsize=2, ms=5)
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_yticks(y, [f"{r['id']}: {r['metric']}" for _, r in rows.iterrows()], fontsize=7)
+    ax.set_yticks(y, [f"{r['id']}: {r['metric']} ({' vs '.join(json.loads(r['cells']))})"
+                      for _, r in rows.iterrows()], fontsize=6)
     ax.set_xlabel("effect (difference, ratio or value) with 95% CI")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colors.items()]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
