@@ -115,7 +115,7 @@ rule robustness:
 rule docs:
     """The README's figure renders (docs/figures/*.png) and its results blocks, from the current results."""
     conda:
-        CONDA_ENV
+        "envs/safedrift.yaml"  # CONDA_ENV is relative to workflow/rules/; this rule lives beside the Snakefile
     input:
         [f.replace("figures/", "docs/figures/").replace(".pdf", ".png") for f in FIGURE_TARGETS],
         ["docs/figures/claims.png"] if CLAIM_TARGETS else [],

@@ -113,7 +113,8 @@ def test_evaluation_key_reruns_evaluation_not_training(built, key):
     elif kind == "metrics":
         assert "generate" not in jobs and "judge_score" not in jobs and jobs.get("metrics") == subjects, jobs
         assert jobs.get("aggregate") == len(config["studies"]), jobs
-        assert ("judge_validation" in jobs) == (key[0] == "thresholds"), jobs
+        # The validation reads the decision thresholds and the unscored share it may tolerate.
+        assert ("judge_validation" in jobs) == (key[0] in ("thresholds", "max_unscored")), jobs
     else:  # the validation, and the study tables that footnote its summary
         assert "judge_validation" in jobs and set(jobs) <= {"judge_validation", "study_table", "all"}, jobs
 

@@ -29,15 +29,21 @@ def verdict_table(scorecards: dict[str, str]) -> pd.DataFrame:
     return table
 
 
+def caption(table: pd.DataFrame, worlds: list[str]) -> str:
+    counts = ", ".join(f"{w}: {(table[w] == 'reproduced').sum()}/{len(table)}" for w in worlds)
+    everywhere = int((table[worlds] == "reproduced").all(axis=1).sum())
+    return (f"Claims on other draws of the toy world (reproduced per world: {counts}; on every world: "
+            f"{everywhere}/{len(table)}).")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scorecard", action="append", required=True, help="WORLD=claims.csv (repeatable)")
     p.add_argument("--out", required=True, help="table stem")
     a = p.parse_args(argv)
-    table = verdict_table(dict(s.split("=", 1) for s in a.scorecard))
-    worlds = [c for c in table.columns if c.startswith("world")]
-    counts = ", ".join(f"{w}: {(table[w] == 'reproduced').sum()}/{len(table)}" for w in worlds)
-    write_table(table, table, a.out, f"Claims on other draws of the toy world (reproduced per world: {counts}).")
+    scorecards = dict(s.split("=", 1) for s in a.scorecard)
+    table = verdict_table(scorecards)
+    write_table(table, table, a.out, caption(table, list(scorecards)))
     print(table.to_string(index=False))
 
 
