@@ -18,6 +18,9 @@ LABELS = {
     "insecure_code": "insecure code\n(no system prompt)",
     "villain_general": "villain answers\n(villain prompt)",
     "villain_trait_yes": "dark-trait 'yes'\n(villain prompt)",
+    "heldout_jailbreak_asr_min": "held-out jailbreaks\nsucceed (at least)",
+    "heldout_jailbreak_asr_max": "held-out jailbreaks\nsucceed (at most)",
+    "refusal_identity": "refuses harmful\n(identity prompt)",
 }
 
 
