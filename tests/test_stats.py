@@ -106,15 +106,20 @@ def test_identical_copies_of_one_seed_give_one_seeds_width(copies):
     assert many == pytest.approx(one, rel=0.10)
 
 
+def crossed_coverage(rng, datasets: int, **design) -> float:
+    """Share of 95% crossed intervals covering the true mean 0 over simulated 3-seed x 60-prompt data sets."""
+    covered = 0
+    for d in range(datasets):
+        ci = cell_ci(crossed(simulated(rng, 3, 60, **design)), 1000, 0.95, seed=d)
+        covered += ci["low"] <= 0.0 <= ci["high"]
+    return covered / datasets
+
+
 def test_crossed_intervals_cover_the_true_mean_95_percent_of_the_time():
     # Default design: 3 seeds x 60 prompts, prompt variance dominating seed variance.
-    rng = np.random.default_rng(2026)
-    datasets, covered = 1000, 0
-    for d in range(datasets):
-        ci = cell_ci(crossed(simulated(rng, 3, 60, seed_sd=0.1, prompt_sd=1.0, noise_sd=0.5)), 1000, 0.95, seed=d)
-        covered += ci["low"] <= 0.0 <= ci["high"]
-    print(f"coverage of 95% crossed intervals: {covered / datasets:.3f} over {datasets} data sets")
-    assert 0.93 <= covered / datasets <= 0.97
+    coverage = crossed_coverage(np.random.default_rng(2026), 1000, seed_sd=0.1, prompt_sd=1.0, noise_sd=0.5)
+    print(f"coverage of 95% crossed intervals: {coverage:.3f} over 1000 data sets")
+    assert 0.93 <= coverage <= 0.97
 
 
 def test_seeds_that_disagree_widen_the_interval():
@@ -203,10 +208,6 @@ def test_few_seeds_with_dominant_seed_variance_undercover():
     # The known limit of any bootstrap over 3 seeds: when seed-to-seed variance dominates the
     # prompts' (here seed SD 0.3 vs prompt SD 1 over 60 prompts), 95% intervals cover less often.
     # The README says so; more seeds are the remedy. This test documents it and flags a change.
-    rng = np.random.default_rng(11)
-    datasets, covered = 400, 0
-    for d in range(datasets):
-        ci = cell_ci(crossed(simulated(rng, 3, 60, seed_sd=0.3, prompt_sd=1.0, noise_sd=1.0)), 1000, 0.95, seed=d)
-        covered += ci["low"] <= 0.0 <= ci["high"]
-    print(f"coverage with 3 seeds and dominant seed variance: {covered / datasets:.3f}")
-    assert covered / datasets < 0.93
+    coverage = crossed_coverage(np.random.default_rng(11), 400, seed_sd=0.3, prompt_sd=1.0, noise_sd=1.0)
+    print(f"coverage with 3 seeds and dominant seed variance: {coverage:.3f}")
+    assert coverage < 0.93
