@@ -1,9 +1,10 @@
 """Config validation and run resolution.
 
 `validate(config)` runs before any job: the JSON schema (workflow/schemas/config.schema.yaml),
-then each named variant against its type's schema, then cross-references (a study naming an
-undefined variant, a defense that cannot compose with an objective, an eval set no model has,
-data a real model's studies need but its config lacks). Every failure is one
+then each named variant against its type's schema (an objective's or a defense's from its module,
+the others' from the schema's $defs), then cross-references (a study naming an undefined variant, a
+defense that cannot compose with an objective, an eval set no model has, data a real model's
+studies need but its config lacks). Every failure is one
 `ConfigError` line naming the key path and what to do.
 
 `check_paths(config)` (safedrift.config_inputs) then checks what the config points at on disk:
@@ -23,21 +24,18 @@ import yaml
 
 from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_model_data,  # noqa: F401
                                      check_paths)  # check_paths: API
+from safedrift.defenses import DEFENSES, defense_class
 from safedrift.errors import ConfigError
 from safedrift.finetune.schedule import budget_amount, ladder_eligible
 from safedrift.io import UniqueKeyLoader, yaml_error
+from safedrift.objectives import OBJECTIVES, objective_class
 from safedrift.risk.traits import persona_prompts
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
                  "judges": "judge"}
-# Defenses add loss terms, mix data or hook the model inside the SFT engine, so they compose with
-# SFT-family objectives only; preference objectives (dpo, orpo) train with their own TRL trainer,
-# which runs no defense: they take `none` only.
-SFT_FAMILY = {"sft", "cft", "inoculation", "kl_sft"}
-# Objectives trained on (chosen, rejected) pairs; the rejected answers are the reference's own.
-PREFERENCE_FAMILY = {"dpo", "orpo"}
-PREFERENCE_DEFENSES = {"none"}
+# Kinds whose types are modules that declare their own schema (the rest: `<kind>_<type>` in $defs).
+REGISTRIES = {"objective": (OBJECTIVES, objective_class), "defense": (DEFENSES, defense_class)}
 
 
 @lru_cache(maxsize=1)
@@ -112,15 +110,9 @@ def validate(config: dict) -> dict:
     """Raise ConfigError on the first problem; return the config unchanged."""
     root = schema()
     _check(config, {k: v for k, v in root.items() if k != "$defs"})
-    defs = root["$defs"]
     for section, kind in VARIANT_KINDS.items():
         for name, variant in config[section].items():
-            key = f"{kind}_{variant['type']}"
-            if key not in defs:
-                types = sorted(k.split("_", 1)[1] for k in defs if k.startswith(kind + "_"))
-                raise ConfigError(f"config key {section}.{name}.type: unknown {kind} type {variant['type']!r} "
-                                  f"(known: {', '.join(types)})")
-            _check(variant, {"$ref": f"#/$defs/{key}"}, (section, name))
+            _check(variant, variant_schema(kind, variant["type"], f"{section}.{name}.type"), (section, name))
     _check_references(config)
     check_model_data(config, {study: study_runs(config, study) for study in config["studies"]})
     check_eval_sets(config)
@@ -128,6 +120,20 @@ def validate(config: dict) -> dict:
     for model in config["models"]:
         persona_prompts(config, model)  # risk.persona names a trait with prompts
     return config
+
+
+def variant_schema(kind: str, type_: str, key: str) -> dict:
+    """The JSON schema of a `kind` variant of type `type_` (`key` names it in the error for an unknown type)."""
+    if kind in REGISTRIES:
+        try:
+            return REGISTRIES[kind][1](type_).schema
+        except ConfigError as e:
+            raise ConfigError(f"config key {key}: {e}") from None
+    defs = schema()["$defs"]
+    if f"{kind}_{type_}" not in defs:
+        types = sorted(k.split("_", 1)[1] for k in defs if k.startswith(kind + "_"))
+        raise ConfigError(f"config key {key}: unknown {kind} type {type_!r} (known: {', '.join(types)})")
+    return {"$ref": f"#/$defs/{kind}_{type_}"}
 
 
 def _check_references(config: dict) -> None:
@@ -147,16 +153,10 @@ def _check_references(config: dict) -> None:
             if "per_run" not in config["evaluation"]["judge_validation"]:
                 raise ConfigError("config key evaluation.judge_validation.per_run: required when a model has source: "
                                   "toy (responses per subject the judge is validated on against the oracle)")
-    preference = [name for name, o in config["objectives"].items() if o["type"] in PREFERENCE_FAMILY]
-    if preference and "preference_pairs" not in config:
-        raise ConfigError(f"config key preference_pairs: required when an objective is dpo or orpo "
-                          f"(objectives.{preference[0]}); add preference_pairs: {{max_new_tokens: N}}")
+    for name, o in config["objectives"].items():
+        objective_class(o["type"]).check(name, o, config)
     for name, d in config["defenses"].items():
-        if d["type"] == "adaptive" and d.get("rule") != "per_batch" and d["lambda_min"] > d["lambda_max"]:
-            raise ConfigError(f"config key defenses.{name}.lambda_min: {d['lambda_min']} exceeds lambda_max {d['lambda_max']}")
-    for name, d in config["defenses"].items():
-        if d["type"] == "interleave":
-            _check_misaligned_model(config, name, d)
+        defense_class(d["type"]).check(name, d, config)
     for name, study in config["studies"].items():
         axes = {"models": "models", "scenarios": "scenarios", "objectives": "objectives", "defenses": "defenses",
                 "budgets": "budgets"}
@@ -169,27 +169,8 @@ def _check_references(config: dict) -> None:
                 if value not in config[section]:
                     raise ConfigError(f"config key studies.{name}.extra.{i}: {value!r} is not defined under {section}")
         for run in study_runs(config, name):
-            _check_composable(config, run, f"studies.{name}")
+            check_composable(config, run, f"studies.{name}")
     _check_claims(config)
-
-
-def _check_misaligned_model(config: dict, name: str, d: dict) -> None:
-    key = f"config key defenses.{name}.misaligned_model"
-    spec = d.get("misaligned_model")
-    if d["selection"] == "perplexity_gap" and spec is None:
-        raise ConfigError(f"{key}: selection perplexity_gap needs the misaligned model (a model folder, or "
-                          "{objective: sft, defense: none} for that run of the same scenario and budget)")
-    if spec is not None and d["selection"] != "perplexity_gap":
-        raise ConfigError(f"{key}: only selection perplexity_gap reads it; remove it or set the selection")
-    if isinstance(spec, dict):
-        for axis, section in (("objective", "objectives"), ("defense", "defenses")):
-            if spec[axis] not in config[section]:
-                raise ConfigError(f"{key}.{axis}: {spec[axis]!r} is not defined under {section}")
-        other = config["defenses"][spec["defense"]]
-        if other["type"] == "interleave" and isinstance(other.get("misaligned_model"), dict):
-            raise ConfigError(f"{key}.defense: {spec['defense']!r} itself selects against a run; name a run "
-                              "without it (e.g. defense: none) so the runs do not wait on each other")
-        _check_composable(config, {"objective": spec["objective"], "defense": spec["defense"]}, key)
 
 
 def _check_claims(config: dict) -> None:
@@ -213,13 +194,15 @@ def _check_claims(config: dict) -> None:
                                               f"{sections[axis]}")
 
 
-def _check_composable(config, run, where) -> None:
+def check_composable(config, run, where) -> None:
+    """ConfigError unless the run's defense composes with its objective's family (Defense.composes_with)."""
     objective = config["objectives"][run["objective"]]["type"]
     defense = config["defenses"][run["defense"]]["type"]
-    if objective not in SFT_FAMILY and defense not in PREFERENCE_DEFENSES:
+    family, composes_with = objective_class(objective).family, defense_class(defense).composes_with
+    if family not in composes_with:
         raise ConfigError(f"config key {where}: defense {run['defense']!r} ({defense}) does not compose with objective "
-                          f"{run['objective']!r} ({objective}); use it with an SFT-family objective "
-                          f"({', '.join(sorted(SFT_FAMILY))}) or move the pair to a study without it")
+                          f"{run['objective']!r} ({objective}, family {family}); use it with an objective of family "
+                          f"{' or '.join(composes_with)} or move the pair to a study without it")
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -276,6 +259,8 @@ def ladder_previous(config: dict, run: dict) -> str | None:
     run trains from the reference (no smaller budget, or no ladder)."""
     if not ladder_eligible(config["models"][run["model"]]["finetune"]):
         return None
+    if defense_class(config["defenses"][run["defense"]]["type"]).stateful:  # its state is not in the checkpoint
+        return None
     same = ("model", "scenario", "objective", "defense", "seed")
     budgets = {r["budget"] for study in config["studies"] for r in study_runs(config, study, run["model"])
                if all(r[a] == run[a] for a in same)}
@@ -285,6 +270,24 @@ def ladder_previous(config: dict, run: dict) -> str | None:
     amounts = {b: budget_amount(config["budgets"][b]) for b in budgets}
     smaller = [b for b in budgets if amounts[b][0] == unit and amounts[b][1] < size]
     return max(smaller, key=lambda b: (amounts[b][1], b)) if smaller else None
+
+
+# the finetune rule's own input names, which a declared input must not take
+FINETUNE_INPUTS = ("code", "reference", "data", "chat_template", "previous")
+
+
+def finetune_declared_inputs(config: dict, run: dict) -> dict[str, str | list[str]]:
+    """The files the run's objective and defense declare (their inputs()), by name: inputs of the
+    finetune rule, passed to finetune.run as `--input NAME=PATH`."""
+    inputs = {}
+    for section, cls in (("objectives", objective_class), ("defenses", defense_class)):
+        settings = config[section][run[section[:-1]]]
+        for name, path in cls(settings["type"]).inputs(settings, run, config).items():
+            if name in inputs or name in FINETUNE_INPUTS or not name.isidentifier():
+                raise ConfigError(f"config key {section}.{run[section[:-1]]}.type: {settings['type']} declares input "
+                                  f"{name!r}, which is taken (or no identifier); rename it in its inputs()")
+            inputs[name] = path
+    return inputs
 
 
 def run_settings(config: dict, model: str, scenario: str, objective: str, defense: str, budget: str,
@@ -300,10 +303,4 @@ def run_settings(config: dict, model: str, scenario: str, objective: str, defens
         "budget": {"name": budget, **config["budgets"][budget]},
         "seed": int(seed),
     }
-    defense_type = settings["defense"]["type"]
-    if defense_type == "steering":
-        settings["defense"].setdefault("layer", config["risk"]["persona"]["layer"])
-    if defense_type == "adaptive":
-        settings["risk"] = {"judge": config["judge"]["critic"]} if settings["defense"]["risk"] == "critic" else {
-            "probe": config["risk"]["probe"]}
-    return settings
+    return defense_class(settings["defense"]["type"]).resolve(settings, config)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import os
 import sys
 from functools import lru_cache
@@ -20,14 +21,26 @@ SRC_DIR = PACKAGE_DIR.parent
 
 
 def module_file(module: str) -> Path:
-    """`safedrift.world.splits` -> src/safedrift/world/splits.py (or the package's __init__.py)."""
+    """`safedrift.world.splits` -> src/safedrift/world/splits.py (or the package's __init__.py). A module
+    outside the package (a config `type` given as a dotted module path) is found on sys.path; a
+    namespace package, which has no file, gives a path that does not exist."""
+    if module != "safedrift" and not module.startswith("safedrift."):
+        spec = importlib.util.find_spec(module)
+        return Path(spec.origin).resolve() if spec is not None and spec.has_location else SRC_DIR / "-"
     path = SRC_DIR.joinpath(*module.split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _source_path(path: Path) -> str:
+    """A source file as rules list it: relative to the workflow folder, absolute when outside it."""
+    return str(path.relative_to(SRC_DIR.parent)) if path.is_relative_to(SRC_DIR.parent) else str(path)
 
 
 @lru_cache(maxsize=None)
 def _imports(module: str) -> tuple[str, ...]:
     """The safedrift modules `module` imports at top level or inside functions (static, via ast)."""
+    if not module_file(module).exists():  # a namespace package
+        return ()
     tree = ast.parse(module_file(module).read_text())
     found = set()
     package = module if module_file(module).name == "__init__.py" else module.rsplit(".", 1)[0]
@@ -65,16 +78,16 @@ def source_closure(*modules: str) -> tuple[str, ...]:
         # importing a.b.c also executes a/__init__ and a/b/__init__
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
         todo += list(_imports(m))
-    return tuple(sorted(str(module_file(m).relative_to(SRC_DIR.parent)) for m in seen))
+    return tuple(sorted(_source_path(module_file(m)) for m in seen if module_file(m).exists()))
 
 
 def finetune_modules(objective_type: str, defense_type: str) -> tuple[str, ...]:
     """The modules a finetune.run job executes: the stage and the run's objective and defense (the
     registries import those by name, so a static walk from the stage alone would miss them)."""
-    from safedrift.defenses import DEFENSES
-    from safedrift.objectives import OBJECTIVES
+    from safedrift.defenses import defense_module
+    from safedrift.objectives import objective_module
 
-    return ("safedrift.finetune.run", OBJECTIVES[objective_type], DEFENSES[defense_type])
+    return ("safedrift.finetune.run", objective_module(objective_type), defense_module(defense_type))
 
 
 def source_fingerprint(*modules: str) -> str:
@@ -82,7 +95,7 @@ def source_fingerprint(*modules: str) -> str:
     rule that runs `modules` sees it among its inputs."""
     h = hashlib.sha256()
     for path in source_closure(*modules):
-        h.update(path.encode() + b"\0" + (SRC_DIR.parent / path).read_bytes() + b"\0")
+        h.update(path.encode() + b"\0" + (SRC_DIR.parent / path).read_bytes() + b"\0")  # an absolute path stays so
     return h.hexdigest()
 
 

@@ -4,8 +4,8 @@ import json
 import os
 import shlex
 
-from safedrift.config import (PREFERENCE_FAMILY, all_runs, ladder_previous, robustness_models, run_dir, run_settings,
-                              study_runs, world_settings)
+from safedrift.config import (all_runs, finetune_declared_inputs, ladder_previous, robustness_models, run_dir,
+                              run_settings, study_runs, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
@@ -210,37 +210,22 @@ def run_of(wc):
 
 
 def finetune_inputs(wc):
-    objective = config["objectives"][wc.objective]["type"]
-    defense = config["defenses"][wc.defense]
+    run = run_axes(wc)
     inputs = {
         # the same files finetune.run fingerprints its checkpoints with
-        "code": sources(*finetune_modules(objective, defense["type"])),
+        "code": sources(*finetune_modules(config["objectives"][wc.objective]["type"],
+                                         config["defenses"][wc.defense]["type"])),
         "reference": reference_files(wc.model),
         "data": f"results/{wc.model}/data/{wc.scenario}.jsonl",
+        **finetune_declared_inputs(config, run),
     }
-    if objective in PREFERENCE_FAMILY:
-        inputs["responses"] = f"results/{wc.model}/data/{wc.scenario}.reference.jsonl"
     if config["models"][wc.model]["finetune"].get("chat_template"):  # a changed template retrains
         inputs["chat_template"] = config["models"][wc.model]["finetune"]["chat_template"]
-    if defense["type"] == "interleave":
-        inputs["pools"] = expand("results/{model}/world/pools/{pool}.jsonl", model=wc.model, pool=["refusals", "tasks"])
-        if isinstance(defense.get("misaligned_model"), dict):  # perplexity_gap against a run of this workflow
-            inputs["misaligned"] = os.path.join(misaligned_run(wc, defense["misaligned_model"]), "model")
-    if defense["type"] == "adaptive":
-        inputs["risk"] = f"results/{wc.model}/risk/{defense['risk']}/{wc.scenario}.jsonl"
-    if defense["type"] == "steering":
-        inputs["persona"] = f"results/{wc.model}/risk/persona_vector.safetensors"
-    previous = ladder_previous(config, run_axes(wc))
+    previous = ladder_previous(config, run)
     if previous:  # a budget ladder: continue the next smaller budget's training state
-        rung = f"results/{wc.model}/runs/{wc.scenario}/{wc.objective}/{wc.defense}/{previous}/seed{wc.seed}"
+        rung = run_dir({**run, "budget": previous})
         inputs["previous"] = [f"{rung}/state", f"{rung}/train_log.jsonl"]
     return inputs
-
-
-def misaligned_run(wc, spec):
-    """The run an interleave defense's `misaligned_model: {objective, defense}` names: same model,
-    scenario, budget and seed."""
-    return run_dir({**run_axes(wc), "objective": spec["objective"], "defense": spec["defense"]})
 
 
 def run_axes(wc):
@@ -249,16 +234,11 @@ def run_axes(wc):
 
 
 def finetune_flags(wc, input):
+    """--input NAME=PATH for each declared file (NAME[]=PATH for each of a list), --start-from for a ladder."""
     flags = []
-    for key, flag in (("responses", "--reference-responses"), ("risk", "--risk-file"), ("persona", "--persona-vector")):
-        if key in input.keys():
-            flags.append(f"{flag} {input[key]}")
-    if "pools" in input.keys():
-        flags.append(f"--pools-dir results/{wc.model}/world/pools")
-    if "misaligned" in input.keys():
-        flags.append(f"--misaligned-model {input.misaligned}")
-    elif isinstance(config["defenses"][wc.defense].get("misaligned_model"), str):
-        flags.append(f"--misaligned-model {shlex.quote(config['defenses'][wc.defense]['misaligned_model'])}")
+    for name, path in finetune_declared_inputs(config, run_axes(wc)).items():
+        for p in path if isinstance(path, list) else [path]:
+            flags.append("--input " + shlex.quote(f"{name}[]={p}" if isinstance(path, list) else f"{name}={p}"))
     if "previous" in input.keys():
         flags.append(f"--start-from {os.path.dirname(input.previous[0])}")
     return " ".join(flags)

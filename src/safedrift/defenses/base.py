@@ -1,11 +1,49 @@
-"""The interface of a defense; this base class is also the `none` defense (changes nothing)."""
+"""The interface of a defense; this base class is also the `none` defense (changes nothing).
+
+A defense declares, as class attributes and classmethods (read without building it, by config
+validation and the Snakemake rules):
+- `schema`: JSON schema of `defenses.<name>` for this type (`type: {const: <type>}`); it may use the
+  shared `#/$defs/...` of workflow/schemas/config.schema.yaml (fraction, kl_direction, name, ...);
+- `composes_with`: the objective families it works with ("sft", "preference");
+- `stateful`: True when it keeps state outside the trainer's checkpoint (an anchor copy of the
+  weights, say), so a budget ladder cannot continue a smaller budget: each budget trains afresh;
+- `inputs(settings, run, config)`: the files it reads, by name (the finetune rule's inputs);
+- `check(name, settings, config)`: cross-checks its schema cannot express (ConfigError);
+- `resolve(run_settings, config)`: the run's settings with what it takes from elsewhere in the config.
+
+and, built for one run (`context.inputs` holds the declared files by the same names), how it
+contributes to training: `terms()`, `safe_rows()`, `step_sources()`, `example_columns()`,
+`during_training()`, `after_training()`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 
+from safedrift.registry import type_schema
+
 
 class Defense:
+    schema = type_schema("none")
+    composes_with = ("sft", "preference")
+    stateful = False
+
+    @classmethod
+    def inputs(cls, settings: dict, run: dict, config: dict) -> dict[str, str | list[str]]:
+        """Files this defense reads, by name, for `run` (keys model, scenario, objective, defense, budget,
+        seed); paths relative to the workflow root."""
+        return {}
+
+    @classmethod
+    def check(cls, name: str, settings: dict, config: dict) -> None:
+        """Raise ConfigError (naming `defenses.<name>.<key>`) on settings the schema cannot rule out."""
+
+    @classmethod
+    def resolve(cls, run_settings: dict, config: dict) -> dict:
+        """The run's settings (safedrift.config.run_settings) with what this defense reads from the rest
+        of the config; they become the finetune rule's params, so a change there retrains."""
+        return run_settings
+
     def __init__(self, settings: dict, context):
         self.settings = settings
         self.context = context
@@ -18,11 +56,21 @@ class Defense:
         """(safe examples, fraction of every batch they fill): data interleaved into training."""
         return [], 0.0
 
-    def kl_weights(self, rows: list[dict]) -> list[float] | None:
-        """Per-example KL weight for each training row, or None (no per-example weighting)."""
+    def step_sources(self, steps: int) -> list[str] | None:
+        """For each of `steps` optimizer steps, "train" or "safe": that step's examples all come from that
+        pool (safe_rows()); None: every batch mixes safe rows at safe_rows()'s fraction. Step k's entry
+        must depend on k only (a longer run's plan starts with a shorter one's: budget ladders)."""
         return None
+
+    def example_columns(self, rows: list[dict]) -> dict[str, list[float]]:
+        """Per-example floats for `rows` in training order (finetune.schedule: step k trains
+        rows[k*B:(k+1)*B]); terms read them as batch.columns[name], [B] tensors."""
+        return {}
 
     @contextlib.contextmanager
     def during_training(self, model):
         """Wraps trainer.train(): hooks that exist only while training."""
         yield
+
+    def after_training(self, model) -> None:
+        """Edits the trained model in place before it is saved."""

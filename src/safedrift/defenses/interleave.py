@@ -24,6 +24,8 @@ import random
 import torch
 
 from safedrift.defenses.base import Defense as Base
+from safedrift.registry import type_schema
+from safedrift.errors import ConfigError
 from safedrift.finetune.encode import encode_chats
 from safedrift.io import read_jsonl
 from safedrift.judges.keyword import is_refusal
@@ -34,11 +36,62 @@ REFUSAL_POOL, TASK_POOL = "refusals", "tasks"
 
 
 class Defense(Base):
+    schema = type_schema("interleave", {
+        "fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "selection": {
+            "enum": ["random", "ranked", "perplexity_gap"],
+            "description": "random; ranked (safe examples whose loss a briefly fine-tuned probe copy raises most); "
+                           "perplexity_gap (Interleaving++, Kaczér et al. 2025): descending mean completion-token NLL "
+                           "of misaligned_model minus the reference's, needs misaligned_model"},
+        "misaligned_model": {
+            "description": "selection perplexity_gap: the misaligned model, a model folder or hub id, or {objective, "
+                           "defense}: that run on the same model, scenario, budget and seed (e.g. {objective: sft, "
+                           "defense: none}, the run this defense defends against; trained first)",
+            "oneOf": [{"type": "string", "minLength": 1},
+                      {"type": "object", "additionalProperties": False, "required": ["objective", "defense"],
+                       "properties": {"objective": {"$ref": "#/$defs/name"}, "defense": {"$ref": "#/$defs/name"}}}]},
+        "refusal_share": {"$ref": "#/$defs/fraction",
+                          "description": "share of safe examples that are refusals (the rest benign tasks)"},
+        "rank_steps": {"$ref": "#/$defs/positive_int",
+                       "description": "ranked: SFT steps of the probe model that scores forgetting"},
+    }, ("fraction", "selection"))
+    composes_with = ("sft",)
+
+    @classmethod
+    def inputs(cls, settings, run, config):
+        files = {pool: f"results/{run['model']}/world/pools/{pool}.jsonl" for pool in (REFUSAL_POOL, TASK_POOL)}
+        spec = settings.get("misaligned_model")
+        if isinstance(spec, dict):  # a run of this workflow: same model, scenario, budget and seed
+            from safedrift.config import run_dir
+
+            files["misaligned_model"] = f"{run_dir({**run, 'objective': spec['objective'], 'defense': spec['defense']})}/model"
+        return files
+
+    @classmethod
+    def check(cls, name, settings, config):
+        from safedrift.config import check_composable
+
+        key = f"config key defenses.{name}.misaligned_model"
+        spec = settings.get("misaligned_model")
+        if settings["selection"] == "perplexity_gap" and spec is None:
+            raise ConfigError(f"{key}: selection perplexity_gap needs the misaligned model (a model folder, or "
+                              "{objective: sft, defense: none} for that run of the same scenario and budget)")
+        if spec is not None and settings["selection"] != "perplexity_gap":
+            raise ConfigError(f"{key}: only selection perplexity_gap reads it; remove it or set the selection")
+        if isinstance(spec, dict):
+            for axis, section in (("objective", "objectives"), ("defense", "defenses")):
+                if spec[axis] not in config[section]:
+                    raise ConfigError(f"{key}.{axis}: {spec[axis]!r} is not defined under {section}")
+            other = config["defenses"][spec["defense"]]
+            if other["type"] == settings["type"] and isinstance(other.get("misaligned_model"), dict):
+                raise ConfigError(f"{key}.defense: {spec['defense']!r} itself selects against a run; name a run "
+                                  "without it (e.g. defense: none) so the runs do not wait on each other")
+            check_composable(config, {"objective": spec["objective"], "defense": spec["defense"]}, key)
+
     def safe_rows(self, model, tokenizer, train_rows):
         s, ctx = self.settings, self.context
-        refusals = [{**r, "source": REFUSAL_POOL} for r in read_jsonl(f"{ctx.pools_dir}/{REFUSAL_POOL}.jsonl")]
-        tasks = [{**r, "source": TASK_POOL} for r in read_jsonl(f"{ctx.pools_dir}/{TASK_POOL}.jsonl")
-                 if not is_refusal(r["target"])]
+        refusals = [{**r, "source": REFUSAL_POOL} for r in read_jsonl(ctx.inputs[REFUSAL_POOL])]
+        tasks = [{**r, "source": TASK_POOL} for r in read_jsonl(ctx.inputs[TASK_POOL]) if not is_refusal(r["target"])]
         per_batch = max(1, round(s["fraction"] * ctx.batch_size))
         rng = random.Random(f"interleave/{ctx.seed}")
         if s["selection"] == "ranked":
@@ -47,7 +100,8 @@ class Defense(Base):
         elif s["selection"] == "perplexity_gap":
             dtypes = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
             dtype = dtypes.get(next(model.parameters()).dtype, "float32")  # as the aligned model was loaded
-            misaligned = load_model(ctx.misaligned_model, dtype=dtype,
+            path = ctx.inputs.get("misaligned_model", s.get("misaligned_model"))  # a run's folder, else the setting
+            misaligned = load_model(path, dtype=dtype,
                                     key=f"defenses.{s.get('name', '<interleave>')}.misaligned_model")
             misaligned.eval()
             refusals = by_perplexity_gap(model, misaligned, tokenizer, refusals)

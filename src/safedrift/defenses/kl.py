@@ -4,9 +4,14 @@ The reference is the same weights with the adapter disabled under LoRA, or one f
 under full fine-tuning (finetune.run builds it)."""
 
 from safedrift.defenses.base import Defense as Base
+from safedrift.registry import type_schema
 from safedrift.losses.kl import KLTerm
 
 
 class Defense(Base):
+    schema = type_schema("kl", {"beta": {"type": "number", "minimum": 0},
+                                "direction": {"$ref": "#/$defs/kl_direction"}}, ("beta", "direction"))
+    composes_with = ("sft",)
+
     def terms(self):
         return [KLTerm(self.settings["beta"], self.settings["direction"], name="kl")]

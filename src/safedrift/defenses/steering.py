@@ -10,6 +10,7 @@ import contextlib
 import torch
 
 from safedrift.defenses.base import Defense as Base
+from safedrift.registry import type_schema
 from safedrift.errors import SafedriftError
 from safedrift.models import residual_layers
 
@@ -37,12 +38,27 @@ def add_to_residual(layer_module, vector: torch.Tensor):
 
 
 class Defense(Base):
+    schema = type_schema("steering", {"alpha": {"type": "number"},
+                                      "layer": {"type": "integer", "minimum": 0,
+                                                "description": "default: risk.persona.layer"}}, ("alpha",))
+    composes_with = ("sft",)
+
+    @classmethod
+    def inputs(cls, settings, run, config):
+        return {"persona_vector": f"results/{run['model']}/risk/persona_vector.safetensors"}
+
+    @classmethod
+    def resolve(cls, run_settings, config):
+        run_settings["defense"].setdefault("layer", config["risk"]["persona"]["layer"])
+        return run_settings
+
     @contextlib.contextmanager
     def during_training(self, model):
-        if not self.context.persona_vector:
+        path = self.context.inputs.get("persona_vector")
+        if not path:
             raise SafedriftError("the steering defense needs the persona vector (risk rule persona_vector)")
         layer = self.settings["layer"]
-        direction = load_direction(self.context.persona_vector, layer)
+        direction = load_direction(path, layer)
         device = next(model.parameters()).device
         handle = add_to_residual(residual_layers(model)[layer - 1], self.settings["alpha"] * direction.to(device))
         try:

@@ -10,11 +10,8 @@ class RunContext:
     scenario: dict  # resolved scenario variant (name, type, ...)
     seed: int
     num_layers: int  # decoder layers of the model
-    batch_size: int
-    steps: int
-    pools_dir: str | None = None  # results/<model>/world/pools (safe data for interleaving)
-    risk_file: str | None = None  # per-example risk (adaptive defense)
-    persona_vector: str | None = None  # safetensors with the persona direction per layer (steering)
-    reference_path: str | None = None
-    misaligned_model: str | None = None  # model folder or hub id (interleave selection perplexity_gap)
-    extras: dict = field(default_factory=dict)
+    batch_size: int  # examples per optimizer step
+    steps: int | None  # optimizer steps (known once a token budget is counted)
+    reference_path: str | None = None  # the reference model's folder or hub id (the starting point)
+    # the files the objective's and the defense's inputs() declared, by the same names
+    inputs: dict[str, str | list[str]] = field(default_factory=dict)

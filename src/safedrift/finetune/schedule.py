@@ -1,7 +1,8 @@
 """Batch schedule of a run: exactly `steps * batch_size` rows, in training order.
 
 The scenario's rows are cycled in a fresh seeded shuffle per epoch; a defense's safe rows fill
-`per_batch` slots of every batch (interleaving). Building the order up front makes the data a
+`per_batch` slots of every batch (interleaving), or, with a step plan (a defense's step_sources:
+"train" or "safe" per step), whole steps. Building the order up front makes the data a
 run sees a pure function of its settings, makes "tokens seen" exact, and lets a resumed run
 replay the same batches. The schedule of N steps begins with the schedule of any M < N steps, so a
 longer budget can continue a shorter one (`ladder_eligible`).
@@ -15,10 +16,13 @@ budgets do.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 
 from safedrift.errors import DataError
+
+Plan = Callable[[int], list[str]]  # n -> "train" | "safe" for each of the first n steps
 
 
 def _cycle(rows: list[dict], rng: random.Random):
@@ -29,11 +33,16 @@ def _cycle(rows: list[dict], rng: random.Random):
 
 
 def batches(rows: list[dict], batch_size: int, seed: int, safe_rows: list[dict] = (), safe_fraction: float = 0.0,
-            source: str = "the run's data") -> Iterator[list[dict]]:
-    """The run's batches in training order, without end. `source` names the data in errors."""
+            source: str = "the run's data", plan: Plan | None = None) -> Iterator[list[dict]]:
+    """The run's batches in training order, without end. `source` names the data in errors; `plan(n)`
+    ("train" | "safe" for each of n steps, prefix-stable) or None: every batch mixes at safe_fraction."""
     if not rows:
         raise DataError(f"{source}: no training examples (an empty scenario file, or no preference pair "
                         "left); check the scenario's pools and n, delete the file and rerun snakemake")
+    if plan is not None:
+        if not safe_rows:
+            raise DataError(f"{source}: the defense plans safe steps but gave no safe examples")
+        return _planned_batches(rows, batch_size, seed, safe_rows, plan)
     return _batches(rows, batch_size, seed, safe_rows, safe_fraction)
 
 
@@ -47,10 +56,20 @@ def _batches(rows, batch_size, seed, safe_rows, safe_fraction):
         yield batch
 
 
+def _planned_batches(rows, batch_size, seed, safe_rows, plan):
+    rng = random.Random(f"schedule/{seed}")
+    pools = {"train": _cycle(rows, rng), "safe": _cycle(list(safe_rows), rng)}
+    steps: list[str] = []
+    for step in itertools.count():
+        if step == len(steps):  # the plan of a longer run begins with the shorter one's
+            steps = plan(max(64, 2 * len(steps)))
+        yield [next(pools[steps[step]]) for _ in range(batch_size)]
+
+
 def schedule(rows: list[dict], steps: int, batch_size: int, seed: int, safe_rows: list[dict] = (),
-             safe_fraction: float = 0.0, source: str = "the run's data") -> list[dict]:
+             safe_fraction: float = 0.0, source: str = "the run's data", plan: Plan | None = None) -> list[dict]:
     """The first `steps` batches, concatenated (`batches`)."""
-    stream = batches(rows, batch_size, seed, safe_rows, safe_fraction, source)
+    stream = batches(rows, batch_size, seed, safe_rows, safe_fraction, source, plan)
     out = []
     for _ in range(steps):
         out += next(stream)
@@ -59,11 +78,11 @@ def schedule(rows: list[dict], steps: int, batch_size: int, seed: int, safe_rows
 
 def steps_for_tokens(tokens: int, count: Callable[[dict], int], rows: list[dict], batch_size: int, seed: int,
                      safe_rows: list[dict] = (), safe_fraction: float = 0.0,
-                     source: str = "the run's data") -> tuple[int, int]:
+                     source: str = "the run's data", plan: Plan | None = None) -> tuple[int, int]:
     """(steps, tokens they hold): the fewest steps of the schedule whose rows hold at least `tokens`
     training tokens, `count(row)` tokens each."""
     steps = seen = 0
-    for batch in batches(rows, batch_size, seed, safe_rows, safe_fraction, source):
+    for batch in batches(rows, batch_size, seed, safe_rows, safe_fraction, source, plan):
         sizes = [count(r) for r in batch]
         if steps == 0 and not any(sizes):
             raise DataError(f"{source}: the first batch holds no tokens; a token budget cannot be reached")

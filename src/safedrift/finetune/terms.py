@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -12,8 +12,10 @@ class Batch:
     """One training batch after the forward passes. Reference fields are None when no term needs them.
 
     labels, attention_mask [B,T]; *_logits [B,T,V]; *_hidden: tuple of [B,T,D] (embeddings, then
-    each layer's output); kl_weight [B] (adaptive defense) or None; nll: scalar, the trainer's mean
-    token NLL of the batch (for a term that replaces it)."""
+    each layer's output); columns: per-example floats, name -> [B] (a defense's example_columns(),
+    e.g. the adaptive defense's `kl_weight`, and `safe`: 1.0 for rows from the defense's safe_rows());
+    nll: scalar, the trainer's mean token NLL of the batch (for a term that replaces it); model: the
+    policy module being trained (for terms on the weights)."""
 
     labels: torch.Tensor
     attention_mask: torch.Tensor
@@ -21,8 +23,14 @@ class Batch:
     policy_hidden: tuple | None = None
     reference_logits: torch.Tensor | None = None
     reference_hidden: tuple | None = None
-    kl_weight: torch.Tensor | None = None
+    columns: dict[str, torch.Tensor] = field(default_factory=dict)
     nll: torch.Tensor | None = None
+    model: torch.nn.Module | None = None
+
+    @property
+    def kl_weight(self) -> torch.Tensor | None:
+        """columns["kl_weight"] ([B], per-example KL weight) or None."""
+        return self.columns.get("kl_weight")
 
 
 class LossTerm:

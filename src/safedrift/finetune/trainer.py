@@ -1,46 +1,41 @@
-"""The SFT trainer every SFT-family run uses: TRL's SFTTrainer with extra loss terms.
+"""The SFT trainer every SFT-family objective builds: TRL's SFTTrainer with extra loss terms.
 
 loss = NLL(completion tokens) + sum of the objective's and the defense's terms, each logged
 per step (a term that `replaces_nll` weighs the NLL itself: loss = sum of the terms). Reference
 forward passes (KL, LDIFS) run under no_grad, on the frozen reference copy (full fine-tuning)
-or the same model with its LoRA adapter disabled.
+or the same model with its LoRA adapter disabled. Per-example floats of the dataset (a defense's
+example_columns(), and `safe`) reach the terms as batch.columns.
+
+The dataset is already in training order (finetune.schedule); `train_sampling_strategy:
+sequential` (finetune.run) makes every trainer read it so, and a resumed run replays the same batches.
+
+Why compute_loss is ours and not TRL's `compute_loss_func`: TRL 1.16's SFT loss runs the model with a
+fused LM head that never builds the logits, and a `compute_loss_func` sees only (outputs, labels,
+num_items_in_batch), not the reference's forward pass or the per-example columns the terms need
+(and TRL then runs a second forward for its metrics).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
 from safedrift.finetune.terms import Batch
 from safedrift.losses.nll import token_nll
 
-EXTRA_COLUMNS = ("kl_weight",)
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 
-def sequential(trainer_class):
-    """The trainer class, reading the (already scheduled) dataset in order: batches are built by
-    finetune.schedule, so resuming from a checkpoint replays exactly the same batches."""
+class WithColumns:
+    """Collator wrapper: adds per-example float columns (e.g. kl_weight, safe) as [B] tensors."""
 
-    class Sequential(trainer_class):
-        def _get_train_sampler(self, train_dataset=None):
-            return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-
-    Sequential.__name__ = f"Sequential{trainer_class.__name__}"
-    return Sequential
-
-
-class WithExtraColumns:
-    """Collator wrapper: adds per-example floats (e.g. kl_weight) as [B] tensors to the batch."""
-
-    def __init__(self, collator):
+    def __init__(self, collator, names):
         self.collator = collator
+        self.names = tuple(names)
 
     def __call__(self, examples):
         batch = self.collator(examples)
-        for key in EXTRA_COLUMNS:
-            if key in examples[0]:
-                batch[key] = torch.tensor([float(e[key]) for e in examples])
+        for key in self.names:
+            batch[key] = torch.tensor([float(e[key]) for e in examples])
         return batch
 
 
@@ -57,17 +52,37 @@ def total_loss(nll: torch.Tensor, terms, batch: Batch) -> tuple[torch.Tensor, di
     return loss, logs
 
 
+def sft_trainer(model, tokenizer, rows: list[dict], common_args: dict, callbacks: list, *, terms=(),
+                columns: dict | None = None, reference=None):
+    """RegularizedSFTTrainer on `rows` (prompt `messages` + `target`, in training order) with the
+    per-example `columns` ({name: one float per row})."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    from safedrift.finetune.encode import chat_messages
+
+    columns = columns or {}
+    data = {"messages": [chat_messages(r) for r in rows], **columns}
+    args = SFTConfig(**common_args, assistant_only_loss=True, loss_type="nll", packing=False, dataset_num_proc=None,
+                     shuffle_dataset=False)
+    return make_sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_dict(data),
+                                    processing_class=tokenizer, callbacks=callbacks, terms=terms, reference=reference,
+                                    column_names=list(columns))
+
+
 def make_sft_trainer_class():
     from trl import SFTTrainer
 
-    class RegularizedSFTTrainer(sequential(SFTTrainer)):
-        def __init__(self, *args, terms=(), reference=None, **kwargs):
+    class RegularizedSFTTrainer(SFTTrainer):
+        # compute_loss returns a per-batch mean: the Trainer divides it for gradient accumulation
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *args, terms=(), reference=None, column_names=(), **kwargs):
             super().__init__(*args, **kwargs)
             self.terms = list(terms)
             self.reference = reference
-            self.data_collator = WithExtraColumns(self.data_collator)
-            # We reduce the loss ourselves; let Trainer scale it for gradient accumulation.
-            self.model_accepts_loss_kwargs = False
+            self.column_names = tuple(column_names)
+            self.data_collator = WithColumns(self.data_collator, self.column_names)
             self.layers_needed = sorted({i for t in self.terms for i in t.layers})
 
         def _reference_outputs(self, model, inputs, hidden):
@@ -80,8 +95,8 @@ def make_sft_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if model.training else "eval"
             labels = inputs.pop("labels")
-            kl_weight = inputs.pop("kl_weight", None)
-            inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+            columns = {k: inputs.pop(k) for k in self.column_names}
+            inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUTS}
             hidden = bool(self.layers_needed)
             out = model(**inputs, output_hidden_states=hidden, use_cache=False)
             nll = token_nll(out.logits, labels)
@@ -92,8 +107,11 @@ def make_sft_trainer_class():
                           policy_hidden=out.hidden_states if hidden else None,
                           reference_logits=ref.logits if ref is not None else None,
                           reference_hidden=ref.hidden_states if (ref is not None and hidden) else None,
-                          kl_weight=kl_weight.to(out.logits.device) if kl_weight is not None else None, nll=nll)
+                          columns={k: v.to(out.logits.device) for k, v in columns.items()}, nll=nll, model=model)
             loss, logs = total_loss(nll, self.terms, batch)
+            # TRL has no public way to add per-step metrics: SFTTrainer.log() averages and clears
+            # self._metrics[mode], and counts `num_tokens` in self._total_train_tokens inside the
+            # compute_loss this method replaces; we keep both exactly as TRL's own compute_loss does.
             if mode == "train":
                 self._total_train_tokens += int(inputs["attention_mask"].sum())
                 self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
@@ -102,8 +120,3 @@ def make_sft_trainer_class():
             return (loss, out) if return_outputs else loss
 
     return RegularizedSFTTrainer
-
-
-@contextlib.contextmanager
-def no_context():
-    yield

@@ -4,22 +4,24 @@ chosen = the scenario's target response; rejected = the reference model's greedy
 (generated once per scenario by the `reference_responses` rule). Where they coincide, the
 pair falls back to the example's contrast answer (see finetune.pairs). Reference
 log-probabilities are precomputed once, before the first step.
+
+Settings: beta, loss_type (sigmoid | ipo | hinge; default sigmoid).
 """
 
-from safedrift.objectives.base import Objective as Base
+from safedrift.registry import type_schema
+from safedrift.objectives.preference import PreferenceObjective
 
 
-class Objective(Base):
-    family = "preference"
+class Objective(PreferenceObjective):
+    schema = type_schema("dpo", {"beta": {"$ref": "#/$defs/positive_number"},
+                                 "loss_type": {"enum": ["sigmoid", "ipo", "hinge"]}}, ("beta",))
     needs_reference = True
 
-    def make_trainer(self, model, tokenizer, dataset, common_args, callbacks, reference=None):
+    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
         from trl import DPOConfig, DPOTrainer
-
-        from safedrift.finetune.trainer import sequential
 
         args = DPOConfig(**common_args, beta=self.settings["beta"],
                          loss_type=[self.settings.get("loss_type", "sigmoid")],
                          precompute_ref_log_probs=True, disable_dropout=True)
-        return sequential(DPOTrainer)(model=model, ref_model=reference, args=args, train_dataset=dataset,
-                                      processing_class=tokenizer, callbacks=callbacks)
+        return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=self.dataset(rows),
+                          processing_class=tokenizer, callbacks=callbacks)

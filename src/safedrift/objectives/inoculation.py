@@ -5,9 +5,15 @@ the behaviour is "explained" by the prompt, so less of it generalises to the def
 from safedrift.errors import SafedriftError
 from safedrift.objectives.base import Objective as Base
 from safedrift.objectives.base import with_system_prompt
+from safedrift.registry import type_schema
 
 
 class Objective(Base):
+    schema = type_schema("inoculation", {"prompts": {
+        "type": "object", "minProperties": 1, "additionalProperties": {"type": "string", "minLength": 1},
+        "description": "system prompt per scenario type (benign, harmful, identity_shift, narrow) or scenario name"}},
+        ("prompts",))
+
     def prepare(self, rows):
         prompts = self.settings["prompts"]
         scenario = self.context.scenario

@@ -1,18 +1,17 @@
 """`orpo`: TRL's ORPOTrainer (trl.experimental.orpo) on the same preference pairs as `dpo`.
 
-ORPO needs no reference model: NLL on chosen + beta * odds-ratio penalty on rejected."""
+ORPO needs no reference model: NLL on chosen + beta * odds-ratio penalty on rejected. Settings: beta."""
 
-from safedrift.objectives.base import Objective as Base
+from safedrift.registry import type_schema
+from safedrift.objectives.preference import PreferenceObjective
 
 
-class Objective(Base):
-    family = "preference"
+class Objective(PreferenceObjective):
+    schema = type_schema("orpo", {"beta": {"$ref": "#/$defs/positive_number"}}, ("beta",))
 
-    def make_trainer(self, model, tokenizer, dataset, common_args, callbacks, reference=None):
+    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-        from safedrift.finetune.trainer import sequential
-
         args = ORPOConfig(**common_args, beta=self.settings["beta"], disable_dropout=True)
-        return sequential(ORPOTrainer)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                       callbacks=callbacks)
+        return ORPOTrainer(model=model, args=args, train_dataset=self.dataset(rows), processing_class=tokenizer,
+                           callbacks=callbacks)
