@@ -79,7 +79,7 @@ def test_per_batch_rule_gives_every_row_of_a_step_its_steps_weight(tmp_path, red
     path = risk_file(tmp_path, [("a", 0.0), ("b", 0.1), ("c", 0.9), ("d", 0.5)])
     settings = {"type": "adaptive", "risk": "critic", "rule": "per_batch", "batch_risk": reduce,
                 "direction": "forward"}
-    defense = make_defense(settings, context(risk_file=path))  # batch_size 2: rows 0-1 = step 1, rows 2-3 = step 2
+    defense = make_defense(settings, context(inputs={"risk": path}))  # batch_size 2: rows 0-1 = step 1, rows 2-3 = step 2
     assert defense.kl_weights([{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}]) == pytest.approx(expected)
     [term] = defense.terms()
     assert isinstance(term, BatchMixtureTerm) and term.replaces_nll and term.direction == "forward"
@@ -89,7 +89,7 @@ def test_per_example_rule_stays_the_default(tmp_path):
     path = risk_file(tmp_path, [("a", 0.0), ("b", 0.4)])
     settings = {"type": "adaptive", "risk": "probe", "a": 2.0, "b": 0.1, "lambda_min": 0.2, "lambda_max": 1.5,
                 "direction": "forward"}
-    defense = make_defense(settings, context(risk_file=path))
+    defense = make_defense(settings, context(inputs={"risk": path}))
     assert defense.kl_weights([{"id": "a"}, {"id": "b"}]) == pytest.approx([0.2, 0.9])
     [term] = defense.terms()
     assert isinstance(term, KLTerm) and not term.replaces_nll
@@ -99,5 +99,5 @@ def test_per_batch_rule_pools_by_the_batch_mean_by_default(tmp_path):
     """Goel et al.'s released code averages its judge's scores over the batch."""
     path = risk_file(tmp_path, [("a", 0.0), ("b", 0.1), ("c", 0.9), ("d", 0.5)])
     settings = {"type": "adaptive", "risk": "critic", "rule": "per_batch", "direction": "forward"}
-    defense = make_defense(settings, context(risk_file=path))
+    defense = make_defense(settings, context(inputs={"risk": path}))
     assert defense.kl_weights([{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}]) == pytest.approx([0.1, 0.1, 0.6, 0.6])

@@ -93,7 +93,7 @@ BAD_CONFIGS = [
      "config key defenses: 'KL-2' does not match"),
     ("empty seeds", lambda c: c.update(seeds=[]), "config key seeds: must not be empty"),
     ("dpo without preference_pairs", lambda c: c.pop("preference_pairs"),
-     "config key preference_pairs: required when an objective is dpo or orpo (objectives.dpo)"),
+     "config key preference_pairs: required when an objective is trained on preference pairs (objectives.dpo)"),
     ("persona without its own answer length", lambda c: c["risk"]["persona"].pop("max_new_tokens"),
      "config key risk.persona.max_new_tokens: required key is missing"),
     ("cft tag without {source}", lambda c: c["objectives"]["cft"].update(tag="no slot"),

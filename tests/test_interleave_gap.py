@@ -75,7 +75,8 @@ def test_interleave_perplexity_gap_selects_the_largest_gaps(pair, tmp_path):
     (pools / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     (pools / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TASKS))
     ctx = RunContext(scenario={"name": "s", "type": "benign"}, seed=0, num_layers=2, batch_size=4, steps=1,
-                     pools_dir=str(pools), misaligned_model=path)
+                     inputs={"refusals": str(pools / "refusals.jsonl"), "tasks": str(pools / "tasks.jsonl"),
+                             "misaligned_model": path})
     settings = {"name": "interleave_pp", "type": "interleave", "fraction": 0.25, "selection": "perplexity_gap",
                 "refusal_share": 0.5, "misaligned_model": path}
     chosen, fraction = make_defense(settings, ctx).safe_rows(aligned, tok, [])

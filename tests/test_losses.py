@@ -152,7 +152,7 @@ def test_kl_gradcheck_in_float64(direction):
 def batch_for_kl(kl_weight=None) -> tuple[Batch, torch.Tensor]:
     policy, reference, labels = logits(0), logits(1), prompt_then_completion()
     batch = Batch(labels=labels, attention_mask=torch.ones(B, T, dtype=torch.long), policy_logits=policy,
-                  reference_logits=reference, kl_weight=kl_weight)
+                  reference_logits=reference, columns={} if kl_weight is None else {"kl_weight": kl_weight})
     return batch, kl_to_reference(policy, reference, labels)
 
 
@@ -180,7 +180,7 @@ def test_adaptive_defense_maps_risk_to_kl_weights(tmp_path):
     risk_file.write_text("".join(json.dumps({"id": i, "risk": r}) + "\n" for i, r in risks))
     settings = {"type": "adaptive", "risk": "probe", "a": 2.0, "b": 0.1, "lambda_min": 0.2, "lambda_max": 1.5,
                 "direction": "reverse"}
-    defense = make_defense(settings, context(risk_file=str(risk_file)))
+    defense = make_defense(settings, context(inputs={"risk": str(risk_file)}))
     assert defense.kl_weights([{"id": "c"}, {"id": "a"}, {"id": "b"}]) == pytest.approx([1.5, 0.2, 0.9])
     [term] = defense.terms()
     assert isinstance(term, KLTerm) and term.beta is None and term.direction == "reverse"
@@ -355,7 +355,7 @@ def test_steering_adds_alpha_v_during_training_only(tmp_path):
     path, vectors = persona_file(tmp_path)
     model = tiny_llama(1)
     alpha, layer = 3.0, 1
-    defense = make_defense({"type": "steering", "alpha": alpha, "layer": layer}, context(persona_vector=path))
+    defense = make_defense({"type": "steering", "alpha": alpha, "layer": layer}, context(inputs={"persona_vector": path}))
     ids = torch.randint(3, 32, (1, 5), generator=torch.Generator().manual_seed(1))
     seen = []
 
@@ -382,7 +382,7 @@ def test_steering_adds_alpha_v_during_training_only(tmp_path):
 def test_steering_hook_is_removed_even_when_training_fails(tmp_path):
     path, _ = persona_file(tmp_path)
     model = tiny_llama(1)
-    defense = make_defense({"type": "steering", "alpha": 3.0, "layer": 2}, context(persona_vector=path))
+    defense = make_defense({"type": "steering", "alpha": 3.0, "layer": 2}, context(inputs={"persona_vector": path}))
     with pytest.raises(RuntimeError, match="boom"):
         with defense.during_training(model):
             raise RuntimeError("boom")
@@ -401,7 +401,7 @@ def test_a_model_saved_after_steered_training_generates_like_an_unsteered_model(
     model = tiny_llama(2)
     ids = torch.randint(3, 32, (1, 4), generator=torch.Generator().manual_seed(2))
     plain = greedy(model, ids)
-    defense = make_defense({"type": "steering", "alpha": 40.0, "layer": 1}, context(persona_vector=path))
+    defense = make_defense({"type": "steering", "alpha": 40.0, "layer": 1}, context(inputs={"persona_vector": path}))
     with defense.during_training(model):
         steered = greedy(model, ids)
         save_atomic(model, None, tmp_path / "inside")  # even a save inside the context carries no hook

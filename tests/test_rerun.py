@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from safedrift.config import PREFERENCE_FAMILY, all_runs
+from safedrift.config import all_runs
+from safedrift.objectives import objective_class
 
 
 def write_config(wf, name: str, edit) -> str:
@@ -135,7 +136,7 @@ def test_evaluation_sets_added_setting_and_dropped_set_rerun_evaluation_not_trai
 def test_preference_pair_length_retrains_only_preference_runs(built):
     """preference_pairs.max_new_tokens: the reference's answers (rejected responses) and the DPO/ORPO runs."""
     config = yaml.safe_load((built.path / "configs/smoke.yaml").read_text())
-    preference = [r for r in all_runs(config) if config["objectives"][r["objective"]]["type"] in PREFERENCE_FAMILY]
+    preference = [r for r in all_runs(config) if objective_class(config["objectives"][r["objective"]]["type"]).family == "preference"]
     jobs = jobs_with(built, write_config(built, "pairs_tokens", lambda c: c["preference_pairs"].update(max_new_tokens=9)))
     print(f"preference_pairs.max_new_tokens: {json.dumps(jobs, sort_keys=True)}")
     assert jobs.get("reference_responses") == len({r["scenario"] for r in preference}), jobs

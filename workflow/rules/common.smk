@@ -237,8 +237,10 @@ def finetune_flags(wc, input):
     """--input NAME=PATH for each declared file (NAME[]=PATH for each of a list), --start-from for a ladder."""
     flags = []
     for name, path in finetune_declared_inputs(config, run_axes(wc)).items():
-        for p in path if isinstance(path, list) else [path]:
-            flags.append("--input " + shlex.quote(f"{name}[]={p}" if isinstance(path, list) else f"{name}={p}"))
+        if isinstance(path, list):
+            flags += [f"--input {shlex.quote(f'{name}[]={p}')}" for p in path]
+        else:
+            flags.append(f"--input {shlex.quote(f'{name}={path}')}")
     if "previous" in input.keys():
         flags.append(f"--start-from {os.path.dirname(input.previous[0])}")
     return " ".join(flags)
