@@ -104,3 +104,20 @@ def test_dry_run_plans_the_vaccine_alignment_and_runs_under_its_path(workflow_co
     # the variant's baseline cell is evaluated in its own folder and each run is compared with its own reference
     assert "results/toy/reference/vaccine/eval/metrics_rows.parquet" in out
     assert "--reference-generations results/toy/reference/vaccine/eval/generations.jsonl" in out
+
+
+def test_aggregate_adds_a_reference_column_only_for_variants_and_contrasts_within_each(tmp_path):
+    from test_aggregate import run_aggregate, write_subject
+
+    results = tmp_path / "results/toy"
+    ids = [f"p{i}" for i in range(20)]
+    default = [write_subject(results, "reference", "asr", {k: 0.0 for k in ids}),
+               write_subject(results, "runs/harmful/sft/none/large/seed0", "asr", {k: 1.0 for k in ids})]
+    assert "reference" not in run_aggregate(tmp_path, default).columns
+    variant = [write_subject(results, "reference/vaccine", "asr", {k: 0.5 for k in ids}),
+               write_subject(results, "runs@vaccine/harmful/sft/none/large/seed0", "asr", {k: 0.75 for k in ids})]
+    table = run_aggregate(tmp_path, default + variant)
+    assert list(table.columns[:7]) == ["model", "reference", "scenario", "objective", "defense", "budget", "steps"]
+    run = table[table.scenario == "harmful"].set_index("reference")
+    assert run.loc["default", "vs_reference"] == pytest.approx(1.0)
+    assert run.loc["vaccine", "vs_reference"] == pytest.approx(0.25)  # minus its own reference, not the default
