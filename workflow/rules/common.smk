@@ -118,7 +118,7 @@ def subject_reference(wc):
 
 
 def subject_is_reference(wc):
-    return wc.subject.split("/")[0] == "reference"
+    return "scenario" not in parse_subject_dir(f"results/{wc.model}/{wc.subject}")
 
 
 def subject_model(wc):
