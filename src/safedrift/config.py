@@ -157,6 +157,7 @@ def _check_references(config: dict) -> None:
         objective_class(o["type"]).check(name, o, config)
     for name, d in config["defenses"].items():
         defense_class(d["type"]).check(name, d, config)
+    _check_reference_variants(config)
     for name, study in config["studies"].items():
         axes = {"models": "models", "scenarios": "scenarios", "objectives": "objectives", "defenses": "defenses",
                 "budgets": "budgets"}
@@ -164,6 +165,7 @@ def _check_references(config: dict) -> None:
             for i, value in enumerate(study.get(axis, [])):
                 if value not in config[section]:
                     raise ConfigError(f"config key studies.{name}.{axis}.{i}: {value!r} is not defined under {section}")
+        _check_study_references(config, name, study)
         for i, extra in enumerate(study.get("extra", [])):
             for value, section in zip(extra, ("scenarios", "objectives", "defenses", "budgets")):
                 if value not in config[section]:
@@ -171,6 +173,30 @@ def _check_references(config: dict) -> None:
         for run in study_runs(config, name):
             check_composable(config, run, f"studies.{name}")
     _check_claims(config)
+
+
+def _check_reference_variants(config: dict) -> None:
+    for name, ref in config.get("references", {}).items():
+        if (name == DEFAULT_REFERENCE) != (ref["type"] == "aligned"):
+            raise ConfigError(f"config key references.{name}.type: `default` is the pipeline's aligned reference "
+                              f"(type: aligned) and a variant under another name is not aligned again; got "
+                              f"{ref['type']!r} under {name!r}")
+
+
+def _check_study_references(config: dict, study: str, s: dict) -> None:
+    known = references(config)
+    models = s.get("models") or [m for m, spec in config["models"].items() if "derived_from" not in spec]
+    for i, ref in enumerate(s.get("references", [])):
+        key = f"config key studies.{study}.references.{i}"
+        if ref not in known:
+            raise ConfigError(f"{key}: {ref!r} is not defined under references (known: {', '.join(known)})")
+        hf = [m for m in models if config["models"][m]["source"] == "hf"]
+        if ref != DEFAULT_REFERENCE and hf:
+            raise ConfigError(f"{key}: reference variant {ref!r} ({known[ref]['type']}) is built by the toy world's "
+                              f"alignment stage, which an hf model ({hf[0]!r}) does not run; align a {known[ref]['type']} "
+                              "model from the base model and alignment data (e.g. github.com/git-disl/Vaccine), add "
+                              "it as its own model (models.<name>.path), and keep this study's references to "
+                              "[default] for hf models")
 
 
 def _check_claims(config: dict) -> None:
@@ -207,7 +233,7 @@ def check_composable(config, run, where) -> None:
 
 # --- runs ----------------------------------------------------------------------------------
 
-RUN_AXES = ("model", "scenario", "objective", "defense", "budget", "seed")
+RUN_AXES = ("model", "reference", "scenario", "objective", "defense", "budget", "seed")
 
 
 def robustness_models(config: dict) -> dict:
@@ -235,7 +261,25 @@ def study_runs(config: dict, study: str, model: str | None = None) -> list[dict]
     cells = [(sc, ob, de, bu) for sc in s["scenarios"] for ob in s["objectives"] for de in s["defenses"]
              for bu in s["budgets"]]
     cells += [tuple(e) for e in s.get("extra", []) if tuple(e) not in cells]
-    return [dict(zip(RUN_AXES, (m, *cell, seed))) for m in models for cell in cells for seed in seeds]
+    return [dict(zip(RUN_AXES, (m, ref, *cell, seed))) for m in models for ref in study_references(config, study)
+            for cell in cells for seed in seeds]
+
+
+def references(config: dict) -> dict:
+    """`references:` with the default filled in: {name: settings}. `default` is the pipeline's aligned
+    reference (toy: world.align; hf: models.<m>.path)."""
+    return {DEFAULT_REFERENCE: {"type": "aligned"}, **config.get("references", {})}
+
+
+def study_references(config: dict, study: str) -> list[str]:
+    """The reference variants a study fine-tunes from (studies.<s>.references; default [default])."""
+    return config["studies"][study].get("references") or [DEFAULT_REFERENCE]
+
+
+def used_references(config: dict) -> list[str]:
+    """Reference variants some study fine-tunes from, the default first."""
+    return list(dict.fromkeys([DEFAULT_REFERENCE, *(r for study in config["studies"]
+                                                     for r in study_references(config, study))]))
 
 
 def all_runs(config: dict) -> list[dict]:
@@ -249,8 +293,79 @@ def all_runs(config: dict) -> list[dict]:
     return out
 
 
+# --- paths: the one place the results layout of references and runs is written ---------------
+#
+# results/{model}/reference/                  the default reference (toy: world.align; hf: models.<m>.path)
+# results/{model}/reference/{name}/           a reference variant (references.<name>, e.g. Vaccine)
+# results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}/           on the default reference
+# results/{model}/runs@{name}/{scenario}/{objective}/{defense}/{budget}/seed{seed}/    on reference variant {name}
+#
+# A variant's runs sit beside the default runs (`runs@vaccine` next to `runs`), not inside the
+# variant's reference folder: every run keeps the same depth and the same axes in the same place,
+# so `results/<m>/runs*/harmful/sft/...` lists one cell across references, and deleting a variant's
+# runs never touches the reference model they start from. Default paths are unchanged.
+
+DEFAULT_REFERENCE = "default"
+# Under results/; {runs} is "runs" on the default reference and "runs@<name>" on a variant.
+RUN_LAYOUT = "{model}/{runs}/{scenario}/{objective}/{defense}/{budget}/seed{seed}"
+
+
+def runs_folder(reference: str = DEFAULT_REFERENCE) -> str:
+    """The folder under results/<model>/ that holds the runs fine-tuned from `reference`."""
+    return "runs" if reference == DEFAULT_REFERENCE else f"runs@{reference}"
+
+
+def reference_of_runs_folder(folder: str) -> str:
+    """Inverse of runs_folder: "runs" -> "default", "runs@vaccine" -> "vaccine"."""
+    return folder.partition("@")[2] or DEFAULT_REFERENCE
+
+
+def reference_dir(model: str, reference: str = DEFAULT_REFERENCE) -> str:
+    """results/<model>/reference, or results/<model>/reference/<name> for a reference variant."""
+    return f"results/{model}/reference" if reference == DEFAULT_REFERENCE else f"results/{model}/reference/{reference}"
+
+
 def run_dir(run: dict) -> str:
-    return ("results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}".format(**run))
+    """The folder of `run` (keys model, scenario, objective, defense, budget, seed; `reference`
+    optional, default "default")."""
+    return "results/" + RUN_LAYOUT.format(runs=runs_folder(run.get("reference", DEFAULT_REFERENCE)), **run)
+
+
+def _layout_regex(layout: str, runs: str, named: bool) -> str:
+    """`layout` (RUN_LAYOUT or a tail of it) as a regex: `runs` stands for the runs folder; named:
+    one group per axis."""
+    def field(m):
+        name, body = m[1], {"runs": runs, "seed": r"\d+"}.get(m[1], "[^/]+")
+        return f"(?P<{name}>{body})" if named else body
+    return re.sub(r"\{(\w+)\}", field, layout)
+
+
+_RUN_RE = re.compile(r"(?:^|/)results/" + _layout_regex(RUN_LAYOUT, r"runs(?:@[^/]+)?", named=True) + "/?$")
+_REFERENCE_RE = re.compile(r"(?:^|/)results/(?P<model>[^/]+)/reference(?:/(?P<reference>[^/]+))?/?$")
+
+
+def parse_subject_dir(path: str) -> dict | None:
+    """Inverse of run_dir and reference_dir. A run folder -> its axes (reference included, seed an
+    int); a reference folder -> {model, reference}; anything else -> None."""
+    m = _RUN_RE.search(path)
+    if m:
+        axes = m.groupdict()
+        return {**{k: v for k, v in axes.items() if k != "runs"}, "seed": int(axes["seed"]),
+                "reference": reference_of_runs_folder(axes["runs"])}
+    m = _REFERENCE_RE.search(path)
+    if m:
+        return {"model": m["model"], "reference": m["reference"] or DEFAULT_REFERENCE}
+    return None
+
+
+def subject_pattern(references) -> str:
+    """Regex of the `subject` wildcard (results/{model}/{subject}/eval/...): a reference folder or a
+    run folder, relative to results/<model>/, for the reference variants `references`."""
+    variants = [r for r in references if r != DEFAULT_REFERENCE]
+    names = "|".join(re.escape(r) for r in variants)
+    reference = rf"reference(?:/(?:{names}))?" if variants else "reference"
+    runs = rf"runs(?:@(?:{names}))?" if variants else "runs"
+    return reference + "|" + _layout_regex(RUN_LAYOUT.split("/", 1)[1], runs, named=False)
 
 
 def ladder_previous(config: dict, run: dict) -> str | None:
@@ -261,7 +376,8 @@ def ladder_previous(config: dict, run: dict) -> str | None:
         return None
     if defense_class(config["defenses"][run["defense"]]["type"]).stateful:  # its state is not in the checkpoint
         return None
-    same = ("model", "scenario", "objective", "defense", "seed")
+    same = ("model", "reference", "scenario", "objective", "defense", "seed")
+    run = {"reference": DEFAULT_REFERENCE, **run}
     budgets = {r["budget"] for study in config["studies"] for r in study_runs(config, study, run["model"])
                if all(r[a] == run[a] for a in same)}
     # a token budget is a step count known only once the data is tokenized: budgets of one unit
@@ -291,8 +407,10 @@ def finetune_declared_inputs(config: dict, run: dict) -> dict[str, str | list[st
 
 
 def run_settings(config: dict, model: str, scenario: str, objective: str, defense: str, budget: str,
-                 seed: int) -> dict:
-    """Everything that determines a run's training, and nothing else."""
+                 seed: int, reference: str = DEFAULT_REFERENCE) -> dict:
+    """Everything that determines a run's training, and nothing else. A run on a reference variant
+    carries the variant's settings under `reference` (the default's settings are absent, as before
+    reference variants existed, so default runs keep their params)."""
     m = config["models"][model]
     settings = {
         "model": {"name": model, **{k: v for k, v in m.items() if k not in ("data", "generation_batch_size",
@@ -303,4 +421,6 @@ def run_settings(config: dict, model: str, scenario: str, objective: str, defens
         "budget": {"name": budget, **config["budgets"][budget]},
         "seed": int(seed),
     }
+    if reference != DEFAULT_REFERENCE:
+        settings["reference"] = {"name": reference, **references(config)[reference]}
     return defense_class(settings["defense"]["type"]).resolve(settings, config)

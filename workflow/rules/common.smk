@@ -4,8 +4,10 @@ import json
 import os
 import shlex
 
-from safedrift.config import (all_runs, finetune_declared_inputs, ladder_previous, robustness_models, run_dir,
-                              run_settings, study_runs, world_settings)
+from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, finetune_declared_inputs, ladder_previous,
+                              parse_subject_dir, reference_dir, reference_of_runs_folder, references as reference_variants,
+                              robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
+                              subject_pattern, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
@@ -27,6 +29,9 @@ ROBUSTNESS_MODELS = robustness_models(config)
 config["models"].update(ROBUSTNESS_MODELS)
 TOY_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "toy" and m not in ROBUSTNESS_MODELS]
 HF_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "hf"]
+# Reference variants (references:, `default` included); a variant other than default is built by
+# rule align_variant into results/<toy>/reference/<name>/ and its runs live in results/<model>/runs@<name>/.
+REFERENCES = list(reference_variants(config))
 
 
 def sources(*modules):
@@ -43,6 +48,8 @@ wildcard_constraints:
     hf=alternation(HF_MODELS),
     model=alternation(list(config["models"])),
     seed=r"\d+",
+    runs=alternation([runs_folder(r) for r in REFERENCES]),
+    reference=alternation([r for r in REFERENCES if r != DEFAULT_REFERENCE]),
 
 
 # --- world (world.smk) ------------------------------------------------------
@@ -84,10 +91,11 @@ def eval_set_names(model):
     return sorted(name for name in config["evaluation"]["sets"] if name in available)
 
 
-def reference_files(model):
-    """Files that stand for the reference model of `model` (a pipeline-built folder for toy models)."""
+def reference_files(model, reference=DEFAULT_REFERENCE):
+    """Files that stand for reference variant `reference` of `model` (a pipeline-built folder for toy
+    models; an hf model's default reference is its path, which config validation allows only)."""
     if config["models"][model]["source"] == "toy":
-        return [f"results/{model}/reference/model.safetensors"]
+        return [f"{reference_dir(model, reference)}/model.safetensors"]
     return []
 
 
@@ -98,19 +106,31 @@ def load_flags(model):
     return f"--dtype {spec.get('dtype', 'float32')}{trust}"
 
 
-def reference_path(model):
+def reference_path(model, reference=DEFAULT_REFERENCE):
+    """The folder (or hub id) that runs on reference variant `reference` of `model` start from."""
     spec = config["models"][model]
-    return f"results/{model}/reference" if spec["source"] == "toy" else spec["path"]
+    return reference_dir(model, reference) if spec["source"] == "toy" else spec["path"]
+
+
+def subject_reference(wc):
+    """The reference variant of a subject (results/{model}/{subject}): a reference folder or a run's."""
+    return parse_subject_dir(f"results/{wc.model}/{wc.subject}")["reference"]
+
+
+def subject_is_reference(wc):
+    return "scenario" not in parse_subject_dir(f"results/{wc.model}/{wc.subject}")
 
 
 def subject_model(wc):
-    if wc.subject == "reference":
-        return reference_files(wc.model)
+    if subject_is_reference(wc):
+        return reference_files(wc.model, subject_reference(wc))
     return [f"results/{wc.model}/{wc.subject}/model"]
 
 
 def subject_model_path(wc):
-    return reference_path(wc.model) if wc.subject == "reference" else f"results/{wc.model}/{wc.subject}/model"
+    if subject_is_reference(wc):
+        return reference_path(wc.model, subject_reference(wc))
+    return f"results/{wc.model}/{wc.subject}/model"
 
 
 def generation_settings(model):
@@ -183,8 +203,8 @@ def metrics_inputs(wc):
         "scores": f"{base}/scores/{config['judge']['eval']}.parquet",
         "secondary": [f"{base}/scores/{j}.parquet" for j in secondary_judges()],
     }
-    if wc.subject != "reference":
-        inputs["reference"] = f"results/{wc.model}/reference/eval/generations.jsonl"
+    if not subject_is_reference(wc):  # a run is compared with the reference it was fine-tuned from
+        inputs["reference"] = f"{reference_dir(wc.model, subject_reference(wc))}/eval/generations.jsonl"
     return inputs
 
 
@@ -195,7 +215,9 @@ def metrics_settings():
 
 # --- train (train.smk) ------------------------------------------------------
 
-RUN_ID = "{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}"
+# A run's folder under results/ as Snakemake wildcards (model, runs, scenario, objective, defense, budget,
+# seed): safedrift.config.RUN_LAYOUT, the layout run_dir writes; {runs} names the reference variant.
+RUN_ID = RUN_LAYOUT
 
 
 RUN = os.path.join("results", RUN_ID)
@@ -206,7 +228,8 @@ def scenario_settings(name):
 
 
 def run_of(wc):
-    return run_settings(config, wc.model, wc.scenario, wc.objective, wc.defense, wc.budget, int(wc.seed))
+    return run_settings(config, wc.model, wc.scenario, wc.objective, wc.defense, wc.budget, int(wc.seed),
+                        reference_of_runs_folder(wc.runs))
 
 
 def finetune_inputs(wc):
@@ -215,7 +238,7 @@ def finetune_inputs(wc):
         # the same files finetune.run fingerprints its checkpoints with
         "code": sources(*finetune_modules(config["objectives"][wc.objective]["type"],
                                          config["defenses"][wc.defense]["type"])),
-        "reference": reference_files(wc.model),
+        "reference": reference_files(wc.model, run["reference"]),
         "data": f"results/{wc.model}/data/{wc.scenario}.jsonl",
         **finetune_declared_inputs(config, run),
     }
@@ -229,8 +252,9 @@ def finetune_inputs(wc):
 
 
 def run_axes(wc):
-    return {"model": wc.model, "scenario": wc.scenario, "objective": wc.objective, "defense": wc.defense,
-            "budget": wc.budget, "seed": int(wc.seed)}
+    """The run of a finetune job's wildcards (keys model, reference, scenario, objective, defense, budget, seed)."""
+    return {"model": wc.model, "reference": reference_of_runs_folder(wc.runs), "scenario": wc.scenario,
+            "objective": wc.objective, "defense": wc.defense, "budget": wc.budget, "seed": int(wc.seed)}
 
 
 def finetune_flags(wc, input):
@@ -294,7 +318,8 @@ STUDIES = list(config["studies"])
 def study_subjects(study):
     """Run folders of a study, and the reference of each of its models (the baseline cell)."""
     runs = study_runs(config, study)
-    return [run_dir(r) for r in runs] + [f"results/{m}/reference" for m in dict.fromkeys(r["model"] for r in runs)]
+    return [run_dir(r) for r in runs] + [reference_dir(*key) for key in dict.fromkeys((r["model"], r["reference"])
+                                                                                      for r in runs)]
 
 
 def study_order(study):
@@ -302,6 +327,8 @@ def study_order(study):
     variant mappings changes nothing), extra cells after the grid."""
     s = config["studies"][study]
     order = {axis: list(s[f"{axis}s"]) for axis in ("scenario", "objective", "defense", "budget")}
+    if study_references(config, study) != [DEFAULT_REFERENCE]:  # only then do its tables have a reference column
+        order = {"reference": study_references(config, study), **order}
     for cell in s.get("extra", []):
         for axis, name in zip(("scenario", "objective", "defense", "budget"), cell):
             if name not in order[axis]:

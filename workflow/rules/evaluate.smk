@@ -1,9 +1,10 @@
 # Evaluation: generation for every subject (the reference model or a fine-tuned run).
-# A subject folder is results/{model}/reference or results/{model}/runs/.../seed{n}.
+# A subject folder is a reference (results/{model}/reference, or .../reference/<variant>) or a run
+# (results/{model}/runs/.../seed{n}, or runs@<variant>/...): safedrift.config's layout.
 
 
 wildcard_constraints:
-    subject=r"reference|runs/[^/]+/[^/]+/[^/]+/[^/]+/seed\d+",
+    subject=subject_pattern(REFERENCES),
 
 
 rule generate:

@@ -61,7 +61,7 @@ rule finetune:
         state=directory(os.path.join(RUN, "state")),
     params:
         settings=lambda wc: canonical(run_of(wc)),
-        reference=lambda wc: reference_path(wc.model),
+        reference=lambda wc: reference_path(wc.model, reference_of_runs_folder(wc.runs)),
         flags=finetune_flags,
         run=RUN,
     threads: 1

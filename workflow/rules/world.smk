@@ -145,6 +145,34 @@ rule align:
         " --log-jsonl {output.log_jsonl} --threads {threads} > {log} 2>&1"
 
 
+rule align_variant:
+    """A reference variant (references.<name>, e.g. Vaccine): the same alignment with the variant's
+    training, into results/{toy}/reference/{reference}/; runs on it live under runs@{reference}."""
+    conda:
+        CONDA_ENV
+    input:
+        sources("world.align"),
+        "results/{toy}/pretrained/model.safetensors",
+        chats="results/{toy}/world/align.jsonl",
+    output:
+        "results/{toy}/reference/{reference}/model.safetensors",
+        "results/{toy}/reference/{reference}/config.json",
+        "results/{toy}/reference/{reference}/tokenizer.json",
+        log_jsonl="results/{toy}/reference/{reference}/train_log.jsonl",
+    params:
+        settings=lambda wc: canonical(config["align"]),
+        reference=lambda wc: canonical(reference_variants(config)[wc.reference]),
+    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/align/{toy}@{reference}.tsv"
+    log:
+        "logs/{toy}/align@{reference}.log",
+    shell:
+        "rm -f {output.log_jsonl}; python -m safedrift world.align --pretrained results/{wildcards.toy}/pretrained --chats {input.chats}"
+        " --settings {params.settings:q} --reference {params.reference:q} --out results/{wildcards.toy}/reference/{wildcards.reference}"
+        " --log-jsonl {output.log_jsonl} --threads {threads} > {log} 2>&1"
+
+
 rule reference_card:
     conda:
         CONDA_ENV

@@ -1,18 +1,23 @@
 """Stage `report.aggregate`: one study's runs → one long table of metrics with CIs across seeds.
 
 Input: the `metrics_rows.parquet` of every run of the study (one row per metric, prompt and
-sample) and of the reference. Each (model, scenario, objective, defense, budget) cell pools its
-seeds; its interval is the crossed bootstrap of `evaluate.stats` (prompts drawn once per
+sample) and of the reference. Each (model, [reference,] scenario, objective, defense, budget) cell
+pools its seeds; its interval is the crossed bootstrap of `evaluate.stats` (prompts drawn once per
 replicate for every seed, seeds drawn with replacement). The reference is a cell with objective
 and defense "reference".
 
+Reference variants (references:, e.g. Vaccine): a study that fine-tunes from more than the default
+reference gets a `reference` column (after `model`) naming each row's variant; each variant's
+reference folder is its own baseline cell, and every contrast stays within one variant. A study on
+the default reference alone has no such column (its CSV is as before variants existed).
+
 Differences are paired over the prompts both cells were evaluated on:
-- `vs_reference*`: the cell minus its model's reference;
+- `vs_reference*`: the cell minus its model's reference (the variant it was fine-tuned from);
 - `vs_none*`: the cell minus the same (model, scenario, objective, budget) with defense `none`,
   where the study has that cell;
 - `persona_drift`: the metric `persona_projection` as a difference vs the reference (its value,
   low and high are those of the paired difference).
-Output columns: model, scenario, objective, defense, budget, steps, metric, value, low, high, n,
+Output columns: model, [reference,] scenario, objective, defense, budget, steps, metric, value, low, high, n,
 unscored, seeds, vs_reference, vs_reference_low, vs_reference_high, vs_none, vs_none_low,
 vs_none_high; plus `<stem>_seeds.csv` with each seed's own value (what the tables' tests
 recompute).
@@ -24,29 +29,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from safedrift.config import DEFAULT_REFERENCE, parse_subject_dir
 from safedrift.evaluate.stats import cell_ci, cell_from_records, difference_ci
 from safedrift.io import atomic_path
 
-RUN = re.compile(r"results/(?P<model>[^/]+)/runs/(?P<scenario>[^/]+)/(?P<objective>[^/]+)/(?P<defense>[^/]+)/"
-                 r"(?P<budget>[^/]+)/seed(?P<seed>\d+)/?$")
-CELL = ["model", "scenario", "objective", "defense", "budget"]
+CELL = ["model", "reference", "scenario", "objective", "defense", "budget"]
 REFERENCE = "reference"
 CONTRASTS = ("vs_reference", "vs_none")
 
 
 def load_rows(run: str) -> pd.DataFrame:
-    m = RUN.search(run.rstrip("/"))
-    if m:
-        labels = {**m.groupdict(), "seed": int(m["seed"])}
-    else:  # results/<model>/reference
-        labels = {"model": Path(run).parent.name, "scenario": REFERENCE, "objective": REFERENCE,
-                  "defense": REFERENCE, "budget": REFERENCE, "seed": 0}
+    labels = parse_subject_dir(run.rstrip("/"))
+    if labels is None:
+        raise ValueError(f"{run}: neither a run folder nor a reference folder (safedrift.config.run_dir/reference_dir)")
+    if "scenario" not in labels:  # a reference folder: the baseline cell of its variant
+        labels = {**labels, **{axis: REFERENCE for axis in ("scenario", "objective", "defense", "budget")}, "seed": 0}
     rows = pd.read_parquet(f"{run}/eval/metrics_rows.parquet")
     return rows.assign(**labels)
 
@@ -58,11 +59,11 @@ def cells_of(rows: pd.DataFrame) -> dict:
 
 
 def counterpart(key: tuple, contrast: str) -> tuple | None:
-    model, scenario, objective, defense, budget, metric = key
+    model, reference, scenario, objective, defense, budget, metric = key
     if contrast == "vs_reference":
-        return None if scenario == REFERENCE else (model, REFERENCE, REFERENCE, REFERENCE, REFERENCE, metric)
+        return None if scenario == REFERENCE else (model, reference, REFERENCE, REFERENCE, REFERENCE, REFERENCE, metric)
     if contrast == "vs_none":
-        return None if defense in ("none", REFERENCE) else (model, scenario, objective, "none", budget, metric)
+        return None if defense in ("none", REFERENCE) else (model, reference, scenario, objective, "none", budget, metric)
     raise ValueError(contrast)
 
 
@@ -81,9 +82,11 @@ def aggregate(rows: pd.DataFrame, bootstrap: dict, steps: dict) -> tuple[pd.Data
         if key[-1] == "persona_projection":
             out.append(persona_drift(record, cell, cells, boot))
     table = pd.DataFrame(out)
-    table.insert(5, "steps", table["budget"].map(lambda b: 0 if b == REFERENCE else steps.get(b)))
+    table.insert(len(CELL), "steps", table["budget"].map(lambda b: 0 if b == REFERENCE else steps.get(b)))
     per_seed = (rows.groupby(CELL + ["metric", "seed"], sort=True)["value"]
                 .agg(value="mean", n="count").reset_index())
+    if (rows["reference"] == DEFAULT_REFERENCE).all():  # no variants: the columns as before they existed
+        table, per_seed = table.drop(columns="reference"), per_seed.drop(columns="reference")
     return table, per_seed
 
 
@@ -98,9 +101,11 @@ def persona_drift(record: dict, cell, cells: dict, boot: tuple) -> dict:
 
 
 def in_config_order(table: pd.DataFrame, order: dict) -> pd.DataFrame:
-    """Rows sorted by the config's order of scenarios, objectives, defenses and budgets (reference first)."""
+    """Rows sorted by the config's order of reference variants (where the table has them), scenarios,
+    objectives, defenses and budgets (reference first)."""
     rank = {axis: {name: i for i, name in enumerate([REFERENCE, *names])} for axis, names in order.items()}
-    keys = [axis for axis in ("scenario", "objective", "defense", "budget") if axis in rank]
+    keys = [axis for axis in ("reference", "scenario", "objective", "defense", "budget") if axis in rank
+            and axis in table]
     return table.sort_values(keys, key=lambda col: col.map(rank[col.name]), kind="stable")
 
 

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from safedrift.config import study_runs
+from safedrift.config import DEFAULT_REFERENCE, reference_dir, run_dir, study_runs
 from safedrift.finetune.schedule import budget_amount
 
 AXES = ("scenario", "objective", "defense", "budget")
@@ -47,11 +47,12 @@ def _listed(value) -> list:
 
 
 def _run_cells(config: dict, model: str) -> dict[tuple, list[int]]:
-    """(scenario, objective, defense, budget) -> seeds, for every run of `model` in any study."""
+    """(scenario, objective, defense, budget) -> seeds, for every run of `model` in any study (on the
+    default reference: the claims are the papers', about the pipeline's aligned reference)."""
     cells: dict[tuple, set] = {}
     for study in config["studies"]:
         for run in study_runs(config, study, model):
-            if run["model"] == model:
+            if run["model"] == model and run["reference"] == DEFAULT_REFERENCE:
                 cells.setdefault(tuple(run[a] for a in AXES), set()).add(run["seed"])
     return {k: sorted(v) for k, v in cells.items()}
 
@@ -126,8 +127,8 @@ def plan(config: dict, model: str) -> list[dict]:
 
 def subjects(model: str, cell: dict | str, ran: dict) -> list[str]:
     if cell == REFERENCE:
-        return [f"results/{model}/reference"]
-    return [f"results/{model}/runs/{cell_key(cell)}/seed{s}" for s in ran[tuple(cell[a] for a in AXES)]]
+        return [reference_dir(model)]
+    return [run_dir({**cell, "model": model, "seed": s}) for s in ran[tuple(cell[a] for a in AXES)]]
 
 
 def needed_files(tests: list[dict], model: str) -> list[str]:

@@ -5,6 +5,7 @@ across seeds and prompts), with "(n=decided/total)" where the judge left respons
 CSV keeps value/low/high (and unscored) per metric. The reference model is the first row. A column
 "<metric>:vs_reference" or "<metric>:vs_none" is a difference (the cell minus its reference, or minus
 the same cell without defense) with its paired interval; persona drift is itself such a difference.
+A study on reference variants (its aggregate has a `reference` column) leads every row with it.
 With `--judge-validation` (the config accepts an eval judge below its validation targets) a judge
 below its targets is named in a note under the table.
 """
@@ -63,7 +64,7 @@ def long_form(study: pd.DataFrame, metrics: dict) -> pd.DataFrame:
 
 def build(study: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     spec = TABLES[name]
-    keys, metrics = spec["rows"], spec["metrics"]
+    keys, metrics = (["reference"] if "reference" in study else []) + spec["rows"], spec["metrics"]
     cells = long_form(study, metrics)
     if "unscored" not in cells:  # an aggregate written before unscored responses were counted
         cells = cells.assign(unscored=0)
