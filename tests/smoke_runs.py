@@ -3,8 +3,10 @@ not list (the baseline defenses' behaviour tests), called in-process through fin
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
+import pytest
 import torch
 import yaml
 
@@ -17,7 +19,7 @@ from safedrift.losses.kl import kl_to_reference
 # The issue-14 defense contract (defenses.base: inputs/step_sources/example_columns/after_training,
 # Batch.columns/model), which lisa's and safelora's runs need: absent before i14-train's branch is merged.
 CONTRACT = "columns" in Batch.__dataclass_fields__ and "model" in Batch.__dataclass_fields__
-needs_contract = __import__("pytest").mark.skipif(
+needs_contract = pytest.mark.skipif(
     not CONTRACT, reason="needs the issue-14 defense contract (Batch.columns/model, Defense.inputs/after_training; "
                          "helper i14-train's branch)")
 
@@ -44,7 +46,6 @@ def train(smoke, settings: dict, out, config: dict | None = None, scenario: str 
     params = inspect.signature(finetune).parameters
     if "inputs" in params and config is not None:
         from safedrift.defenses import DEFENSES
-        import importlib
 
         defense = importlib.import_module(DEFENSES[settings["defense"]["type"]]).Defense
         run = {"model": "toy", "scenario": scenario, "objective": "sft", "defense": settings["defense"]["name"],
