@@ -123,13 +123,16 @@ class Defense(Base):
                        "description": "number (default): project the projected_layers LoRA updates least similar to "
                                       "their aligned-subspace projection; threshold: those with cosine <= threshold"},
             "threshold": {"type": "number", "minimum": -1, "maximum": 1,
-                          "description": "select threshold: cosine similarity at or below which an update is projected (default 0.5)"},
+                          "description": "select threshold: cosine similarity at or below which an update is projected "
+                                         "(default 0.5)"},
             "projected_layers": {"type": "integer", "minimum": 1,
                                  "description": "select number: how many LoRA updates are projected (default 10)"},
             "aligned_model": {"type": "string", "minLength": 1,
-                              "description": "real models: the safety-aligned model, a folder or hub id (default: the model's path)"},
+                              "description": "real models: the safety-aligned model, a folder or hub id "
+                                             "(default: the model's path)"},
             "unaligned_model": {"type": "string", "minLength": 1,
-                                "description": "real models (required): the same model before safety tuning (its base), a folder or hub id"},
+                                "description": "real models (required): the same model before safety tuning (its base), "
+                                               "a folder or hub id"},
         },
     }
     composes_with = ("sft",)
