@@ -26,6 +26,9 @@ DEFENSES = {
     "steering": "safedrift.defenses.steering",
     "interleave": "safedrift.defenses.interleave",
     "adaptive": "safedrift.defenses.adaptive",
+    "token_constrained": "safedrift.defenses.token_constrained",
+    "lisa": "safedrift.defenses.lisa",
+    "safelora": "safedrift.defenses.safelora",
 }
 
 
