@@ -12,7 +12,8 @@ rung and the largest budget alone), or measured with `--measure-scratch`.
 
 Calls are timed in-process with time.perf_counter (interpreter start and imports, which the
 zygote fork server removes from pipeline jobs, are not counted; a `--warmup-steps` run first pays
-the lazy imports). Ladder and largest-alone runs alternate for `--repeats` repetitions so that
+the lazy imports), and each call starts with the objects alive before it frozen out of garbage
+collection, as a zygote child does. Ladder and largest-alone runs alternate for `--repeats` repetitions so that
 load from other processes hits both alike; the ratio is the median of the per-repetition ratios.
 
     python benchmarks/ladder.py                                # config.yaml's toy model, results/toy
@@ -29,12 +30,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import gc
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -45,6 +48,12 @@ from safedrift.models import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_LINE = "ladder / largest alone:"
+
+
+class Timed(NamedTuple):
+    seconds: float  # wall clock (time.perf_counter): what the target is judged on
+    cpu: float      # this process's CPU time: barely moved by other processes' load on a shared machine
+    steps: int      # optimizer steps trained (run card)
 
 
 def settings_for(base: dict, steps: int) -> dict:
@@ -58,18 +67,30 @@ def steps_trained(card: dict) -> int:
     return card["ladder"]["steps_trained"] if card["ladder"] else card["steps"]
 
 
-def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path | None = None) -> tuple[float, int]:
-    """(seconds, steps trained) of one finetune() call."""
+def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path | None = None) -> Timed:
+    """Wall seconds, CPU seconds and steps trained of one finetune() call."""
     extra = {k: str(v) for k, v in files.items() if k not in ("data", "reference")}
-    began = time.perf_counter()
+    # As in a pipeline job (a child of the zygote fork server, safedrift.zygote): what was alive before
+    # the job is frozen out of its garbage collections. Unfrozen, the full gc.collect() the Trainer runs
+    # at the start of training walks every object of this long-lived process: about half a second a call.
+    gc.collect()
+    gc.freeze()
+    wall, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         card = finetune(settings, str(files["data"]), str(files["reference"]), str(out),
                         start_from=str(start_from) if start_from else None, **extra)
-    return time.perf_counter() - began, steps_trained(card)
+    return Timed(time.perf_counter() - wall, time.process_time() - cpu, steps_trained(card))
+
+
+def estimated_sweep(budgets: list[int], smallest: float, largest: float) -> float:
+    """Cost of training every budget alone, from the smallest's and the largest's cost: a line through
+    the two (set-up + steps x per-step cost)."""
+    per_step = (largest - smallest) / (budgets[-1] - budgets[0]) if len(budgets) > 1 else 0.0
+    return sum(smallest + (steps - budgets[0]) * per_step for steps in budgets)
 
 
 def one_repetition(base: dict, budgets: list[int], files: dict, work: Path, log, measure_scratch: bool) -> dict:
-    """Seconds and steps of every rung, of the largest budget alone and of the from-scratch sweep."""
+    """Every rung, the largest budget alone, and the from-scratch sweep's {"seconds", "cpu"}."""
     rungs, previous = [], None
     for steps in budgets:
         out = work / "ladder" / f"steps{steps}"
@@ -77,52 +98,55 @@ def one_repetition(base: dict, budgets: list[int], files: dict, work: Path, log,
         previous = out
     alone = timed_finetune(settings_for(base, budgets[-1]), files, work / "alone" / f"steps{budgets[-1]}", log)
     # the first rung starts from the reference: it is the smallest budget trained alone
-    first, largest = rungs[0][0], alone[0]
-    if measure_scratch:
-        middle = [timed_finetune(settings_for(base, s), files, work / "alone" / f"steps{s}", log)[0]
-                  for s in budgets[1:-1]]
-        sweep = first + sum(middle) + largest
-    else:
-        per_step = (largest - first) / (budgets[-1] - budgets[0]) if len(budgets) > 1 else 0.0
-        sweep = sum(first + (s - budgets[0]) * per_step for s in budgets)
-    return {"rungs": rungs, "ladder": sum(s for s, _ in rungs), "alone": alone, "sweep": sweep}
+    middle = [timed_finetune(settings_for(base, s), files, work / "alone" / f"steps{s}", log)
+              for s in budgets[1:-1]] if measure_scratch else None
+    sweep = {}
+    for measure in ("seconds", "cpu"):
+        first, largest = getattr(rungs[0], measure), getattr(alone, measure)
+        sweep[measure] = (first + sum(getattr(m, measure) for m in middle) + largest if middle is not None
+                          else estimated_sweep(budgets, first, largest))
+    ladder = Timed(sum(r.seconds for r in rungs), sum(r.cpu for r in rungs), sum(r.steps for r in rungs))
+    return {"rungs": rungs, "ladder": ladder, "alone": alone, "sweep": sweep}
 
 
 def spread(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}"
 
 
+def row(name: str, steps: int, runs: list[Timed]) -> str:
+    wall, cpu = [r.seconds for r in runs], [r.cpu for r in runs]
+    return (f"{name:>24s} {steps:14d} {statistics.median(wall):8.2f} {spread(wall):>12s} "
+            f"{statistics.median(cpu):8.2f}")
+
+
+def ratio_line(name: str, ratios: list[float]) -> str:
+    return f"{name} {statistics.median(ratios):.3f}x (repetitions: {' '.join(f'{x:.3f}' for x in ratios)})"
+
+
 def report(reps: list[dict], budgets: list[int], max_ratio: float, measure_scratch: bool) -> int:
     """Print the table and the ratios; 0 if the ladder trained only its increments and is within max_ratio."""
-    increments = [b - a for a, b in zip([0, *budgets], budgets)]
-    print(f"{'rung':>4s} {'budget':>7s} {'starts from':>12s} {'steps trained':>14s} {'seconds':>8s} "
-          f"{'min-max':>12s}")
+    print(f"{'rung':>4s} {'budget':>7s} {'starts from':>12s} {'steps trained':>14s} {'wall s':>8s} "
+          f"{'min-max':>12s} {'CPU s':>8s}")
     for i, steps in enumerate(budgets):
-        seconds = [r["rungs"][i][0] for r in reps]
-        trained = reps[-1]["rungs"][i][1]
         start = f"steps{budgets[i - 1]}" if i else "reference"
-        print(f"{i + 1:4d} {steps:7d} {start:>12s} {trained:14d} {statistics.median(seconds):8.2f} "
-              f"{spread(seconds):>12s}")
-    ladder_steps = sum(t for _, t in reps[-1]["rungs"])
-    ladder = [r["ladder"] for r in reps]
-    alone = [r["alone"][0] for r in reps]
-    sweep = [r["sweep"] for r in reps]
-    print(f"{'ladder total':>24s} {ladder_steps:14d} {statistics.median(ladder):8.2f} {spread(ladder):>12s}")
-    print(f"{'largest alone':>24s} {reps[-1]['alone'][1]:14d} {statistics.median(alone):8.2f} {spread(alone):>12s}")
-    how = "measured" if measure_scratch else "estimated"
-    print(f"{'from-scratch sweep':>24s} {sum(budgets):14d} {statistics.median(sweep):8.2f} {spread(sweep):>12s}"
-          f"  ({how}: each budget alone)")
+        print(f"{i + 1:4d} {steps:7d} {start:>12s}" + row("", reps[-1]["rungs"][i].steps,
+                                                          [r["rungs"][i] for r in reps])[24:])
+    print(row("ladder total", reps[-1]["ladder"].steps, [r["ladder"] for r in reps]))
+    print(row("largest alone", reps[-1]["alone"].steps, [r["alone"] for r in reps]))
+    sweep = [Timed(r["sweep"]["seconds"], r["sweep"]["cpu"], sum(budgets)) for r in reps]
+    print(row("from-scratch sweep", sum(budgets), sweep)
+          + f"  ({'measured' if measure_scratch else 'estimated'}: each budget alone)")
 
-    ratios = [r["ladder"] / r["alone"][0] for r in reps]
-    ratio = statistics.median(ratios)
-    verdict = "pass" if ratio <= max_ratio else "FAIL"
-    print(f"\n{RATIO_LINE} {ratio:.3f}x (repetitions: {' '.join(f'{x:.3f}' for x in ratios)})  "
-          f"target <= {max_ratio:g}x  {verdict}")
-    print(f"from-scratch sweep / largest alone: {statistics.median(s / a for s, a in zip(sweep, alone)):.3f}x")
-    print(f"ladder / from-scratch sweep: {statistics.median(l / s for l, s in zip(ladder, sweep)):.3f}x")
-    if ladder_steps != budgets[-1] or [t for _, t in reps[-1]["rungs"]] != increments:
-        print(f"FAIL: the ladder trained {ladder_steps} steps, not the largest budget's {budgets[-1]}: "
-              f"its rungs did not continue each other")
+    ratios = [r["ladder"].seconds / r["alone"].seconds for r in reps]
+    verdict = "pass" if statistics.median(ratios) <= max_ratio else "FAIL"
+    print(f"\n{ratio_line(RATIO_LINE, ratios)}  target <= {max_ratio:g}x  {verdict}")
+    print(ratio_line("ladder / largest alone, CPU seconds:", [r["ladder"].cpu / r["alone"].cpu for r in reps]))
+    print(ratio_line("from-scratch sweep / largest alone:", [s.seconds / r["alone"].seconds for s, r in zip(sweep, reps)]))
+    print(ratio_line("ladder / from-scratch sweep:", [r["ladder"].seconds / s.seconds for s, r in zip(sweep, reps)]))
+    increments = [b - a for a, b in zip([0, *budgets], budgets)]
+    if [r.steps for r in reps[-1]["rungs"]] != increments:
+        print(f"FAIL: the ladder trained {reps[-1]['ladder'].steps} steps, not the largest budget's {budgets[-1]}: "
+              "its rungs did not continue each other")
         return 1
     return 0 if verdict == "pass" else 1
 
@@ -164,16 +188,18 @@ def main(argv=None) -> int:
     set_threads(a.threads)
 
     reps = []
-    with tempfile.TemporaryDirectory(prefix="bench_ladder_") as tmp, open(Path(tmp) / "train.log", "w") as log:
-        if a.warmup_steps:
-            timed_finetune(settings_for(base, a.warmup_steps), files, Path(tmp) / "warmup", log)
-        for rep in range(a.repeats):
-            work = Path(tmp) / f"rep{rep}"
-            reps.append(one_repetition(base, a.budgets, files, work, log, a.measure_scratch))
-            shutil.rmtree(work)
-            print(f"  repetition {rep + 1}/{a.repeats}: ladder {reps[-1]['ladder']:.2f} s, "
-                  f"largest alone {reps[-1]['alone'][0]:.2f} s", file=sys.stderr, flush=True)
-
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_ladder_") as tmp, open(Path(tmp) / "train.log", "w") as log:
+            if a.warmup_steps:
+                timed_finetune(settings_for(base, a.warmup_steps), files, Path(tmp) / "warmup", log)
+            for rep in range(a.repeats):
+                work = Path(tmp) / f"rep{rep}"
+                reps.append(one_repetition(base, a.budgets, files, work, log, a.measure_scratch))
+                shutil.rmtree(work)
+                print(f"  repetition {rep + 1}/{a.repeats}: ladder {reps[-1]['ladder'].seconds:.2f} s, "
+                      f"largest alone {reps[-1]['alone'].seconds:.2f} s", file=sys.stderr, flush=True)
+    finally:
+        gc.unfreeze()
     ft = base["model"]["finetune"]
     print(f"\nbudget ladder, {a.model}/{a.scenario} {a.objective}, batch {ft['batch_size']}, "
           f"checkpoint_every {ft.get('checkpoint_every', 0)}, budgets {' '.join(map(str, a.budgets))}, "

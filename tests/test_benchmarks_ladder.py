@@ -35,8 +35,7 @@ def test_ladder_trains_the_increments_and_prints_the_ratio(smoke_results, capsys
     rows = {line.split()[1]: line.split() for line in out.splitlines() if re.match(r"\s+[123] ", line)}
     assert {budget: row[3] for budget, row in rows.items()} == {"1": "1", "2": "1", "4": "2"}
     assert [row[2] for row in rows.values()] == ["reference", "steps1", "steps2"]
-    totals = {" ".join(line.split()[:-3]): line.split()[-3:] for line in out.splitlines()
-              if line.strip().startswith(("ladder total", "largest alone"))}
+    totals = dict((m[0], m[1:]) for m in re.findall(r"^\s*(ladder total|largest alone)\s+(\d+)\s+([0-9.]+)", out, re.M))
     assert totals["ladder total"][0] == "4"  # the sum of increments; a ladder from scratch trains 1 + 2 + 4
     assert totals["largest alone"][0] == "4"
     match = re.search(rf"^{re.escape(script.RATIO_LINE)} ([0-9.]+)x .* (pass|FAIL)$", out, re.M)
@@ -45,6 +44,22 @@ def test_ladder_trains_the_increments_and_prints_the_ratio(smoke_results, capsys
     assert match.group(2) == "pass" and code == 0
 
 
-def test_a_ratio_above_the_target_exits_non_zero(smoke_results, capsys):
-    code, out, _ = run(smoke_results, capsys, "--budgets", "1", "2", "--max-ratio", "0")
-    assert code == 1 and re.search(r"target <= 0x\s+FAIL$", out, re.M)
+def test_the_verdict_is_the_median_ratio_and_a_ladder_that_retrains_fails(capsys):
+    script = load_script()
+    Timed = script.Timed
+    budgets = [1, 2, 4]
+    assert script.estimated_sweep(budgets, 1.0, 2.5) == pytest.approx(1.0 + 1.5 + 2.5)  # 0.5 s a step
+
+    def rep(alone_seconds, rung_steps=(1, 1, 2)):
+        rungs = [Timed(1.0, 0.5, rung_steps[0]), Timed(1.0, 0.5, rung_steps[1]), Timed(2.0, 1.0, rung_steps[2])]
+        return {"rungs": rungs, "ladder": Timed(4.0, 2.0, sum(rung_steps)), "alone": Timed(alone_seconds, 1.0, 4),
+                "sweep": {"seconds": 8.0, "cpu": 4.0}}
+
+    reps = [rep(2.0), rep(4.0), rep(1.0)]  # ratios 2, 1, 4: median 2
+    assert script.report(reps, budgets, 2.0, False) == 0
+    assert "ladder / largest alone: 2.000x (repetitions: 2.000 1.000 4.000)  target <= 2x  pass" in capsys.readouterr().out
+    assert script.report(reps, budgets, 1.99, False) == 1
+    assert "target <= 1.99x  FAIL" in capsys.readouterr().out
+    retrained = [rep(2.0, (1, 2, 4))]  # each rung from the reference: fast enough, but not a ladder
+    assert script.report(retrained, budgets, 100, False) == 1
+    assert "the ladder trained 7 steps, not the largest budget's 4" in capsys.readouterr().out
