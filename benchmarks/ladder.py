@@ -179,8 +179,9 @@ def main(argv=None) -> int:
         files["reference_responses"] = results / "data" / f"{a.scenario}.reference.jsonl"
     for path in files.values():
         if not path.exists():
-            raise SystemExit(f"{path} is missing; build it with `snakemake --cores 2 --configfile {a.config} "
-                             f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` or point --results (--reference, --data) at a built one")
+            target = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            raise SystemExit(f"{path} is missing; build it with `snakemake --cores 2 --configfile {a.config} {target}` "
+                             "or point --results (--reference, --data) at a built one")
     base = config_lib.run_settings(config, a.model, a.scenario, a.objective, "none", next(iter(config["budgets"])), 0)
     if not ladder_eligible(base["model"]["finetune"]):
         raise SystemExit(f"models.{a.model}.finetune in {a.config} has no budget ladder (it needs "
