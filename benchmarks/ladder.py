@@ -141,7 +141,8 @@ def report(reps: list[dict], budgets: list[int], max_ratio: float, measure_scrat
     verdict = "pass" if statistics.median(ratios) <= max_ratio else "FAIL"
     print(f"\n{ratio_line(RATIO_LINE, ratios)}  target <= {max_ratio:g}x  {verdict}")
     print(ratio_line("ladder / largest alone, CPU seconds:", [r["ladder"].cpu / r["alone"].cpu for r in reps]))
-    print(ratio_line("from-scratch sweep / largest alone:", [s.seconds / r["alone"].seconds for s, r in zip(sweep, reps)]))
+    alone = [r["alone"].seconds for r in reps]
+    print(ratio_line("from-scratch sweep / largest alone:", [s.seconds / a for s, a in zip(sweep, alone)]))
     print(ratio_line("ladder / from-scratch sweep:", [r["ladder"].seconds / s.seconds for s, r in zip(sweep, reps)]))
     increments = [b - a for a, b in zip([0, *budgets], budgets)]
     if [r.steps for r in reps[-1]["rungs"]] != increments:
