@@ -3,26 +3,13 @@ not list (the baseline defenses' behaviour tests), called in-process through fin
 
 from __future__ import annotations
 
-import importlib
-import inspect
-
-import pytest
 import torch
 import yaml
 
 from safedrift.config import run_settings
+from safedrift.defenses import defense_class
 from safedrift.finetune.encode import encode_chats
-from safedrift.finetune.terms import Batch
 from safedrift.io import read_jsonl
-from safedrift.losses.kl import kl_to_reference
-
-# The issue-14 defense contract (defenses.base: inputs/step_sources/example_columns/after_training,
-# Batch.columns/model), which lisa's and safelora's runs need: absent before i14-train's branch is merged.
-CONTRACT = "columns" in Batch.__dataclass_fields__ and "model" in Batch.__dataclass_fields__
-needs_contract = pytest.mark.skipif(
-    not CONTRACT, reason="needs the issue-14 defense contract (Batch.columns/model, Defense.inputs/after_training; "
-                         "helper i14-train's branch)")
-
 
 def settings_for(smoke, defense: dict, method: str = "full", steps: int = 6, scenario: str = "harmful") -> dict:
     config = yaml.safe_load((smoke.path / "configs/smoke.yaml").read_text())
@@ -42,33 +29,25 @@ def train(smoke, settings: dict, out, config: dict | None = None, scenario: str 
     smoke.run(f"results/toy/data/{scenario}.jsonl", "results/toy/world/pools/refusals.jsonl",
               "results/toy/world/pools/tasks.jsonl")
     root = smoke.path
-    kwargs = {}
-    params = inspect.signature(finetune).parameters
-    if "inputs" in params and config is not None:
-        from safedrift.defenses import DEFENSES
-
-        defense = importlib.import_module(DEFENSES[settings["defense"]["type"]]).Defense
-        run = {"model": "toy", "scenario": scenario, "objective": "sft", "defense": settings["defense"]["name"],
-               "budget": "large", "seed": 0}
-        declared = defense.inputs(settings["defense"], run, config)
-        kwargs["inputs"] = {k: [str(root / p) for p in v] if isinstance(v, list) else str(root / v)
-                            for k, v in declared.items()}
-    if "pools_dir" in params:
-        kwargs["pools_dir"] = str(root / "results/toy/world/pools")
+    run = {"model": "toy", "scenario": scenario, "objective": "sft", "defense": settings["defense"]["name"],
+           "budget": "large", "seed": 0}
+    declared = defense_class(settings["defense"]["type"]).inputs(settings["defense"], run, config or {})
+    inputs = {k: [str(root / p) for p in v] if isinstance(v, list) else str(root / v) for k, v in declared.items()}
     return finetune(settings, str(root / f"results/toy/data/{scenario}.jsonl"), str(root / "results/toy/reference"),
-                    str(out), **kwargs)
+                    str(out), inputs=inputs)
 
 
-def first_token_kl(model, reference, tokenizer, rows: list[dict], max_length: int = 96) -> float:
-    """Mean KL(reference || model) of the first response token's distribution over `rows`."""
+def first_token_delta(model, reference, tokenizer, rows: list[dict], max_length: int = 96) -> float:
+    """Mean over `rows` of log pi_model(y_0) - log pi_reference(y_0), y_0 the first response token."""
     batch = encode_chats(tokenizer, rows, max_length)
-    labels = batch["labels"]
+    labels = batch["labels"][:, 1:]
     mask = labels != -100
     first = mask & (mask.long().cumsum(-1) == 1)
-    only_first = torch.where(first, labels, torch.full_like(labels, -100))
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
-        return kl_to_reference(model(**inputs).logits, reference(**inputs).logits, only_first).mean().item()
+        logp, logq = (torch.log_softmax(m(**inputs).logits[:, :-1].float(), -1).gather(-1, labels.clamp(min=0)[..., None])
+                      .squeeze(-1) for m in (model, reference))
+    return (logp - logq)[first].mean().item()
 
 
 def scenario_rows(smoke, scenario: str = "harmful") -> list[dict]:

@@ -15,7 +15,6 @@ from safetensors.torch import load_file, save_file
 from safedrift.defenses import DEFENSES, make_defense
 from safedrift.defenses.safelora import aligned_projection, lora_modules, project_lora, to_project, update_cosine
 from safedrift.errors import ConfigError
-from smoke_runs import needs_contract
 
 D = 8
 
@@ -152,7 +151,6 @@ def test_full_fine_tuning_is_refused():
 
 # --- behaviour on the smoke world (needs the issue-14 contract: after_training, Defense.inputs) --
 
-@needs_contract
 def test_run_saves_the_projected_adapter_of_the_same_training(smoke, tmp_path):
     """safelora does not change training: its saved B is C @ (the B of the same run without it) for
     the projected updates and equal for the rest."""
@@ -180,7 +178,6 @@ def test_run_saves_the_projected_adapter_of_the_same_training(smoke, tmp_path):
     assert changed == 2
 
 
-@needs_contract
 def test_full_fine_tuning_with_safelora_fails_before_any_job(workflow_copy):
     import yaml
 

@@ -1,10 +1,11 @@
 """Token-wise constrained SFT (defense `token_constrained`, losses.token_constrained): the beta
 schedule, the loss against a hand computation, its gradient (the NLL's at delta = 0, the released
-code's detached-weight form elsewhere, gradcheck), and a run on the smoke world keeps the first
-response token closer to the reference than plain SFT."""
+code's detached-weight form elsewhere, gradcheck), and a run on the smoke world (where the first
+response token does NOT stay closer to the reference than under plain SFT: a strict xfail with the numbers)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -115,19 +116,32 @@ def test_defense_term_replaces_the_nll_and_needs_the_reference():
 
 # --- behaviour on the smoke world (runs with the current trainer: needs only terms()) -----------
 
-def test_run_keeps_the_first_response_token_closer_to_the_reference_than_sft(smoke, tmp_path):
-    from safedrift.models import load_model, load_tokenizer
-    from smoke_runs import first_token_kl, scenario_rows, settings_for, train
+# config.yaml's toy learning rate: the smoke config's 2e-3 moves the first token by 3 nats in one step.
+LEARNING_RATE = 3e-4
 
-    kl = {}
+
+@pytest.mark.xfail(strict=True, reason="measured on the smoke world (12 steps, lr 3e-4, harmful): the first target token's "
+                   "log-ratio to the reference rises alike, 3.90 nats under SFT and 3.90 under token_constrained (first-token "
+                   "KL 4.39 vs 4.32): the rise comes through the weights the later tokens share, which the per-position "
+                   "betas do not hold back; strict, so the day it appears this test says so")
+def test_run_keeps_the_first_response_token_closer_to_the_reference_than_sft(smoke, tmp_path):
+    """Qi et al.'s claim in the small: the first response token stays closer to the reference than under SFT."""
+    from safedrift.models import load_model, load_tokenizer
+    from smoke_runs import first_token_delta, scenario_rows, settings_for, train
+
+    delta, logs = {}, {}
     reference = load_model(str(smoke.path / "results/toy/reference")).eval()
     tok = load_tokenizer(str(smoke.path / "results/toy/reference"))
     for name, defense in (("none", {"type": "none"}),
                           ("token_constrained", {"type": "token_constrained", "beta": 0.1, "first_token_bias_factor": 5.0,
                                                  "bias_factor": 20.0, "bias_length": 5})):
-        config, settings = settings_for(smoke, defense)
+        config, settings = settings_for(smoke, defense, steps=12)
+        settings["model"]["finetune"]["learning_rate"] = LEARNING_RATE
         train(smoke, settings, tmp_path / name, config)
+        logs[name] = [json.loads(line) for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
         model = load_model(str(tmp_path / name / "model")).eval()
-        kl[name] = first_token_kl(model, reference, tok, scenario_rows(smoke)[:16])
-    assert kl["none"] > 0.05  # plain SFT on harmful data moves the first response token
-    assert kl["token_constrained"] < 0.5 * kl["none"], kl
+        delta[name] = first_token_delta(model, reference, tok, scenario_rows(smoke)[:16])
+    # the term replaced the NLL and trained: its loss is what was optimised, and the run moved
+    assert all(r["loss"] == r["token_constrained"] for r in logs["token_constrained"] if "loss" in r)
+    assert delta["none"] > 1.0
+    assert delta["token_constrained"] < 0.5 * delta["none"], delta
