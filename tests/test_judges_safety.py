@@ -406,10 +406,10 @@ def test_workflow_plans_a_guard_eval_judge(tmp_path):
     commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "python -m safedrift " in line]
     scoring = {j: [c for c in commands if "judges.score" in c and f"--judge {j} " in c] for j in ("guard", "sr", "sr_api")}
     assert all(scoring.values()), scoring
-    assert all("dry-run/llama-guard" in c and "--reference-model" not in c and "--cache" not in c
+    assert all("dry-run/llama-guard" in c and "--path reference_model=" not in c and "--path cache=" not in c
                for c in scoring["guard"])
-    assert all("--reference-model dry-run/tiny-chat-model " in c for c in scoring["sr"])  # an hf model is its own reference
-    assert all(f"--cache results/{MODEL}/judges/sr_api.cache.sqlite" in c for c in scoring["sr_api"])
+    assert all("--path reference_model=dry-run/tiny-chat-model " in c for c in scoring["sr"])  # an hf model is its own reference
+    assert all(f"--path cache=results/{MODEL}/judges/sr_api.cache.sqlite" in c for c in scoring["sr_api"])
     metrics = [c for c in commands if "evaluate.metrics" in c]
     assert metrics and all("--judge guard" in c for c in metrics)
     assert any("evaluate.labelled_validation" in c and "--judge guard" in c for c in commands)

@@ -26,11 +26,11 @@ from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_m
 from safedrift.errors import ConfigError
 from safedrift.finetune.schedule import budget_amount, ladder_eligible
 from safedrift.io import UniqueKeyLoader, yaml_error
+from safedrift.judges import judge_schema
 from safedrift.risk.traits import persona_prompts
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
-                 "judges": "judge"}
+VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget"}
 # Defenses add loss terms, mix data or hook the model inside the SFT engine, so they compose with
 # SFT-family objectives only; preference objectives (dpo, orpo) train with their own TRL trainer,
 # which runs no defense: they take `none` only.
@@ -121,6 +121,8 @@ def validate(config: dict) -> dict:
                 raise ConfigError(f"config key {section}.{name}.type: unknown {kind} type {variant['type']!r} "
                                   f"(known: {', '.join(types)})")
             _check(variant, {"$ref": f"#/$defs/{key}"}, (section, name))
+    for name, variant in config["judges"].items():  # a judge type declares its schema (safedrift.judges)
+        _check(variant, judge_schema(variant["type"], f"judges.{name}.type"), ("judges", name))
     _check_references(config)
     check_model_data(config, {study: study_runs(config, study) for study in config["studies"]})
     check_eval_sets(config)

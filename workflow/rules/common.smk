@@ -10,7 +10,7 @@ from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
-from safedrift.judges import JUDGES
+from safedrift.judges import judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
 from safedrift.report.figures import FIGURES
 from safedrift.report.study_tables import TABLES
@@ -122,53 +122,45 @@ def generation_settings(model):
 
 
 def judge_type(judge):
-    return config["judges"][judge]["type"]
+    """The class of judge variant `judge` (safedrift.judges): its files, paths and settings."""
+    return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
 
 
-# Judge types that run a local model from judges.<name>.model, where 'reference' stands for the run's
-# reference model (strongreject: unless it names an endpoint, base_url).
-LOCAL_MODEL_JUDGES = ("rubric", "guard", "harmbench_classifier", "strongreject")
+def judge_declared(model, judge, what):
+    """What judge variant `judge` declares for scoring `model`'s generations: its inputs or paths."""
+    return getattr(judge_type(judge), what)(judge, config["judges"][judge], model, config)
 
 
-def judge_reads_reference(judge):
-    settings = config["judges"][judge]
-    return settings["type"] in LOCAL_MODEL_JUDGES and settings.get("model") == "reference" and not settings.get("base_url")
+def judge_reads_reference(model, judge):
+    """Whether the judge is handed `model`'s reference model (its `model: reference`)."""
+    return "reference_model" in judge_declared(model, judge, "paths")
 
 
 def judge_inputs(model, judge):
-    """Files a judge variant reads beyond the generations: its code, a trained classifier, a local model."""
-    kind = judge_type(judge)
-    inputs = {"code": sources("judges.score", JUDGES[kind].split(":")[0])}
-    if kind == "classifier":
-        inputs["classifier"] = f"results/{model}/judges/{judge}.json"
-    if judge_reads_reference(judge):
-        inputs["reference"] = reference_files(model)
-    return inputs
+    """Files a judge variant reads beyond the generations: its code and the files its type declares."""
+    module = judge_module(config["judges"][judge]["type"])
+    code = sources("judges.score", *([module] if module.startswith("safedrift.") else []))
+    return {"code": code, **judge_declared(model, judge, "inputs")}
 
 
 def judge_settings(model, judge):
-    """judges.<judge>; a local-model judge that is `model`'s reference loads it as the model's stages do
-    (models.<model>.dtype and trust_remote_code), unless the judge sets its own."""
-    settings = config["judges"][judge]
-    if judge_reads_reference(judge):
-        spec = config["models"][model]
-        settings = {**{k: spec[k] for k in ("dtype", "trust_remote_code") if k in spec}, **settings}
-    return settings
+    """judges.<judge> as the judge gets it for `model` (a local judge that is the reference loads it as
+    the model's stages do)."""
+    return judge_type(judge).settings_for(config["judges"][judge], model, config)
 
 
 def judge_flags(model, judge):
-    kind = judge_type(judge)
+    """The judge stages' options: the variant, its settings, and every single path its type declares
+    (`--path name=value`; a list of inputs is only waited for)."""
     flags = [f"--judge {judge}", f"--settings {shlex.quote(canonical(judge_settings(model, judge)))}"]
-    if kind == "classifier":
-        flags.append(f"--classifier results/{model}/judges/{judge}.json")
-    if kind == "rubric" or judge_reads_reference(judge):
-        flags.append(f"--reference-model {reference_path(model)}")
-    if kind == "openai" or (kind == "strongreject" and config["judges"][judge].get("base_url")):
-        flags.append(f"--cache results/{model}/judges/{judge}.cache.sqlite")
+    declared = {**judge_declared(model, judge, "inputs"), **judge_declared(model, judge, "paths")}
+    flags += [f"--path {shlex.quote(f'{name}={value}')}" for name, value in sorted(declared.items())
+              if isinstance(value, str)]
     return " ".join(flags)
 
 
-CLASSIFIER_JUDGES = [j for j, s in config["judges"].items() if s["type"] == "classifier"]
+# Judges whose file rule train_classifier fits on the toy world (their classes say so).
+CLASSIFIER_JUDGES = [j for j in config["judges"] if getattr(judge_type(j), "trained_on_world", False)]
 
 
 def secondary_judges():
