@@ -138,8 +138,8 @@ def judge_reads_reference(model, judge):
 
 def judge_inputs(model, judge):
     """Files a judge variant reads beyond the generations: its code and the files its type declares."""
-    module = judge_module(config["judges"][judge]["type"])
-    code = sources("judges.score", *([module] if module.startswith("safedrift.") else []))
+    implementation = judge_module(config["judges"][judge]["type"])
+    code = sources("judges.score", *([implementation] if implementation.startswith("safedrift.") else []))
     return {"code": code, **judge_declared(model, judge, "inputs")}
 
 
