@@ -272,6 +272,17 @@ def run_dir(run: dict) -> str:
     return ("results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}".format(**run))
 
 
+def parse_run_dir(path: str) -> dict | None:
+    """The inverse of run_dir (read off its own layout): the run's axes (seed an int), or None for a
+    path that is no run folder (e.g. results/<model>/reference)."""
+    marks = {axis: f"@{axis}@" for axis in RUN_AXES}
+    pattern = re.escape(run_dir(marks))
+    for axis, mark in marks.items():
+        pattern = pattern.replace(re.escape(mark), rf"(?P<{axis}>[^/]+)")
+    found = re.search(rf"(?:^|/){pattern}/?$", str(path))
+    return {**found.groupdict(), "seed": int(found["seed"])} if found and found["seed"].isdigit() else None
+
+
 def ladder_previous(config: dict, run: dict) -> str | None:
     """The budget this run continues from: the next smaller budget that some study (or claim's
     robustness model) runs with the same model, scenario, objective, defense and seed; None when the

@@ -24,27 +24,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from safedrift.config import parse_run_dir
 from safedrift.evaluate.stats import cell_ci, cell_from_records, difference_ci
 from safedrift.io import atomic_path
 
-RUN = re.compile(r"results/(?P<model>[^/]+)/runs/(?P<scenario>[^/]+)/(?P<objective>[^/]+)/(?P<defense>[^/]+)/"
-                 r"(?P<budget>[^/]+)/seed(?P<seed>\d+)/?$")
 CELL = ["model", "scenario", "objective", "defense", "budget"]
 REFERENCE = "reference"
 CONTRASTS = ("vs_reference", "vs_none")
 
 
 def load_rows(run: str) -> pd.DataFrame:
-    m = RUN.search(run.rstrip("/"))
-    if m:
-        labels = {**m.groupdict(), "seed": int(m["seed"])}
-    else:  # results/<model>/reference
+    labels = parse_run_dir(run)
+    if labels is None:  # results/<model>/reference
         labels = {"model": Path(run).parent.name, "scenario": REFERENCE, "objective": REFERENCE,
                   "defense": REFERENCE, "budget": REFERENCE, "seed": 0}
     rows = pd.read_parquet(f"{run}/eval/metrics_rows.parquet")
