@@ -12,6 +12,7 @@ from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.judges import judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
+from safedrift.report.cells import select_studies, select_study
 from safedrift.report.figures import FIGURES
 from safedrift.report.study_tables import TABLES
 from safedrift.risk.traits import persona_prompts
@@ -319,18 +320,28 @@ def study_order(study):
     return order
 
 
+def figure_studies(figure):
+    """{role: study} a figure draws (report.cells: chosen by the cells it compares), or None without one."""
+    return select_studies(config, FIGURES[figure].roles)
+
+
+def table_study(table):
+    """The study a table shows (report.cells), or None."""
+    return select_study(config, TABLES[table]["cells"])
+
+
 def figure_extra(figure):
-    """Figure inputs beyond study tables: lambda traces, probe table, critic summaries."""
+    """Figure inputs beyond study tables, as its spec declares: lambda traces, probe table, critic summaries."""
     m = REPORT_MODEL
     extra = {}
-    if figure == "adaptive" and "adaptive" in config["studies"]:
-        s = config["studies"]["adaptive"]
+    if "lambda_traces" in FIGURES[figure].extra:
+        # one run per defense of the compared defenses; the figure plots the logs that carry lambda_mean
+        s = config["studies"][figure_studies(figure)["defense"]]
         scenario = "harmful" if "harmful" in s["scenarios"] else s["scenarios"][0]
         seed = (s.get("seeds") or config["seeds"])[0]
-        objective, budget = s["objectives"][0], s["budgets"][-1]
-        extra["traces"] = {f"{d} ({scenario})": f"results/{m}/runs/{scenario}/{objective}/{d}/{budget}/seed{seed}/train_log.jsonl"
-                           for d in s["defenses"] if config["defenses"][d]["type"] == "adaptive"}
-    if figure == "probe_auroc":
+        axes = {"model": m, "scenario": scenario, "objective": s["objectives"][0], "budget": s["budgets"][-1], "seed": seed}
+        extra["traces"] = {f"{d} ({scenario})": f"{run_dir({**axes, 'defense': d})}/train_log.jsonl" for d in s["defenses"]}
+    if "probe" in FIGURES[figure].extra:
         extra["probe_table"] = f"results/{m}/risk/probe_auroc.csv"
         scenarios = sorted({sc for st in config["studies"].values() for sc in st["scenarios"]})
         extra["critic"] = {sc: f"results/{m}/risk/critic/{sc}.json" for sc in scenarios}
@@ -345,14 +356,13 @@ def extra_files(extra):
 
 
 def figure_inputs(wc):
-    _, studies = FIGURES[wc.figure]
-    return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies],
+    studies = figure_studies(wc.figure)
+    return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies.values()],
             "extra": extra_files(figure_extra(wc.figure))}
 
 
 def figure_args(wc):
-    _, studies = FIGURES[wc.figure]
-    args = [f"--study {s}=results/studies/{s}.csv" for s in studies]
+    args = [f"--study {role}=results/studies/{s}.csv" for role, s in figure_studies(wc.figure).items()]
     args.append(f"--extra {shlex.quote(json.dumps(figure_extra(wc.figure), sort_keys=True))}")
     return " ".join(args)
 
