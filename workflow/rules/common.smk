@@ -122,32 +122,32 @@ def generation_settings(model):
                       "seed": e.get("seed", 0), "persona_layer": config["risk"]["persona"]["layer"]})
 
 
-def judge_type(judge):
+def judge_class_of(judge):
     """The class of judge variant `judge` (safedrift.judges): its files, paths and settings."""
     return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
 
 
 def judge_declared(model, judge, what):
     """What judge variant `judge` declares for scoring `model`'s generations: its inputs or paths."""
-    return getattr(judge_type(judge), what)(judge, config["judges"][judge], model, config)
-
-
-def judge_reads_reference(model, judge):
-    """Whether the judge is handed `model`'s reference model (its `model: reference`)."""
-    return "reference_model" in judge_declared(model, judge, "paths")
+    return getattr(judge_class_of(judge), what)(judge, config["judges"][judge], model, config)
 
 
 def judge_inputs(model, judge):
     """Files a judge variant reads beyond the generations: its code and the files its type declares."""
     implementation = judge_module(config["judges"][judge]["type"])
-    code = sources("judges.score", *([implementation] if implementation.startswith("safedrift.") else []))
+    if implementation.startswith("safedrift."):
+        code = sources("judges.score", implementation)
+    else:  # a judge module outside the package (a dotted type): its own file
+        import importlib.util
+
+        code = sources("judges.score") + [os.path.relpath(importlib.util.find_spec(implementation).origin)]
     return {"code": code, **judge_declared(model, judge, "inputs")}
 
 
 def judge_settings(model, judge):
     """judges.<judge> as the judge gets it for `model` (a local judge that is the reference loads it as
     the model's stages do)."""
-    return judge_type(judge).settings_for(config["judges"][judge], model, config)
+    return judge_class_of(judge).settings_for(config["judges"][judge], model, config)
 
 
 def judge_flags(model, judge):
@@ -161,7 +161,7 @@ def judge_flags(model, judge):
 
 
 # Judges whose file rule train_classifier fits on the toy world (their classes say so).
-CLASSIFIER_JUDGES = [j for j in config["judges"] if getattr(judge_type(j), "trained_on_world", False)]
+CLASSIFIER_JUDGES = [j for j in config["judges"] if getattr(judge_class_of(j), "trained_on_world", False)]
 
 
 def secondary_judges():

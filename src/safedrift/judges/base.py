@@ -44,6 +44,15 @@ def type_schema(kind: str, properties: dict, required=(), **extra) -> dict:
             "properties": {"type": {"const": kind}, **properties}, **extra}
 
 
+def local_model_schema(kind: str, model: str, properties: dict, **extra) -> dict:
+    """type_schema of a LocalModelJudge: `model` (described by `model`), batch_size (default 16), dtype and
+    trust_remote_code, then `properties` (which may override those)."""
+    shared = {"model": {"type": "string", "minLength": 1, "description": model},
+              "batch_size": {"$ref": "#/$defs/positive_int", "description": "prompts per forward pass (default 16)"},
+              "dtype": DTYPE, "trust_remote_code": TRUST_REMOTE_CODE}
+    return type_schema(kind, {**shared, **properties}, required=["model"], **extra)
+
+
 class Judge:
     """Base class. Subclasses implement `score_columns` and declare `schema` (and `inputs`/`paths`
     where they read files); `score` assembles and checks the frame."""

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from safedrift.errors import SafedriftError
-from safedrift.judges.base import DTYPE, TRUST_REMOTE_CODE, LocalModelJudge, question_text, type_schema
+from safedrift.judges.base import LocalModelJudge, local_model_schema, question_text
 from safedrift.judges.local_model import FirstTokenModel, normalised, word_token_ids
 
 # Llama Guard 3's hazard categories (MLCommons taxonomy), word for word as its chat templates write them
@@ -132,9 +132,8 @@ class GuardPrompt:
 class GuardJudge(LocalModelJudge):
     """Settings: see the module docstring. Context: reference_model, threads."""
 
-    schema = type_schema("guard", {
-        "model": {"type": "string", "minLength": 1, "description": "folder or hub id of the guard model (its own "
-                  "chat template renders the conversation), or 'reference'"},
+    schema = local_model_schema("guard", "folder or hub id of the guard model (its own chat template renders the "
+                                "conversation), or 'reference'", {
         "categories": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^S[0-9]+$"},
                        "additionalProperties": {"type": "string", "minLength": 1},
                        "description": "policy categories {code: description}, rendered in the natural order of the "
@@ -145,9 +144,7 @@ class GuardJudge(LocalModelJudge):
         "min_mass": {"$ref": "#/$defs/fraction", "description": "a score is missing (counted unparsed) where 'safe' "
                      "and 'unsafe' together have less than this first-token probability (default 0.5)"},
         "category_tokens": {"$ref": "#/$defs/positive_int", "description": "tokens generated after 'unsafe' to read "
-                            "the violated category codes into the scores' `category` column (default 8)"},
-        "batch_size": {"$ref": "#/$defs/positive_int", "description": "prompts per forward pass (default 16)"},
-        "dtype": DTYPE, "trust_remote_code": TRUST_REMOTE_CODE}, required=["model"],
+                            "the violated category codes into the scores' `category` column (default 8)"}},
         description="a Llama-Guard-style moderation model: harmful = P(unsafe) of its first reply token "
                     "(src/safedrift/judges/guard.py)")
 

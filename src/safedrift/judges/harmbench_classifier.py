@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from safedrift.judges.base import DTYPE, TRUST_REMOTE_CODE, LocalModelJudge, question_text, type_schema
+from safedrift.judges.base import LocalModelJudge, local_model_schema, question_text
 from safedrift.judges.local_model import FirstTokenModel, normalised, word_token_ids
 
 PROMPT = '''[INST] <<SYS>>
@@ -78,13 +78,10 @@ def classifier_prompt(row: dict) -> str:
 class HarmBenchClassifierJudge(LocalModelJudge):
     """Settings: see the module docstring. Context: reference_model, threads."""
 
-    schema = type_schema("harmbench_classifier", {
-        "model": {"type": "string", "minLength": 1, "description": "folder or hub id of the classifier (e.g. "
-                  "cais/HarmBench-Llama-2-13b-cls), or 'reference'"},
+    schema = local_model_schema("harmbench_classifier", "folder or hub id of the classifier (e.g. "
+                                "cais/HarmBench-Llama-2-13b-cls), or 'reference'", {
         "min_mass": {"$ref": "#/$defs/fraction", "description": "a score is missing (counted unparsed) where yes and "
-                     "no (any case) together have less than this first-token probability (default 0.5)"},
-        "batch_size": {"$ref": "#/$defs/positive_int", "description": "prompts per forward pass (default 16)"},
-        "dtype": DTYPE, "trust_remote_code": TRUST_REMOTE_CODE}, required=["model"],
+                     "no (any case) together have less than this first-token probability (default 0.5)"}},
         description="the HarmBench classifier protocol: harmful = P(yes) of the first reply token to HarmBench's "
                     "yes/no prompt (src/safedrift/judges/harmbench_classifier.py)")
 
