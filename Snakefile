@@ -63,9 +63,10 @@ include: "workflow/rules/risk.smk"
 include: "workflow/rules/report.smk"
 
 
-FIGURE_TARGETS = [f"figures/{name}.pdf" for name, (_, studies) in FIGURES.items()
-                  if all(s in config["studies"] for s in studies) and (name != "probe_auroc" or TOY_MODELS)]
-TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if t in config["studies"] for ext in ("csv", "md", "tex")]
+# Figures and tables whose cells some study has (report.cells), whatever the studies are called.
+FIGURE_TARGETS = [f"figures/{name}.pdf" for name in FIGURES
+                  if figure_studies(name) is not None and (name != "probe_auroc" or TOY_MODELS)]
+TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if table_study(t) for ext in ("csv", "md", "tex")]
 # The eval judge's validation: against the world oracle with a toy model, else on the labelled file.
 TABLE_TARGETS += [eval_judge_validation().replace(".json", f".{ext}") for ext in ("csv", "md", "tex")]
 CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["figures/claims.pdf"] if config.get("claims") else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +84,14 @@ def test_unscored_responses_are_counted_per_cell(tmp_path):
     table = run_aggregate(tmp_path, subjects)
     none = cell(table, "none", "asr")
     assert none["n"] == 17 and none["unscored"] == 3 and none["value"] == 1.0
+
+
+def test_run_folders_are_read_with_the_configs_own_layout():
+    """report.aggregate labels a run by config.parse_subject_dir, the inverse of run_dir: no second layout."""
+    from safedrift.config import all_runs, load, parse_subject_dir, run_dir
+
+    runs = all_runs(load(Path(__file__).resolve().parents[1] / "config.yaml"))
+    assert runs and all(parse_subject_dir(run_dir(r)) == r for r in runs)
+    assert parse_subject_dir(f"/abs/{run_dir(runs[0])}/") == runs[0]
+    assert parse_subject_dir("results/toy/reference") == {"model": "toy", "reference": "default"}
+    assert parse_subject_dir("results/toy/runs/a/b/c/d/seedx") is None

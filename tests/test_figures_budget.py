@@ -18,7 +18,7 @@ def study(steps: dict) -> pd.DataFrame:
 
 
 def test_step_budgets_plot_against_steps():
-    fig = draw_budget({"objectives": study({"b20": 20, "b80": 80})}, {})
+    fig = draw_budget({"objective": study({"b20": 20, "b80": 80})}, {})
     ax = fig.axes[0]
     assert ax.get_xlabel() == "optimizer steps"
     assert list(ax.lines[0].get_xdata()) == [0, 20, 80]
@@ -26,7 +26,7 @@ def test_step_budgets_plot_against_steps():
 
 def test_token_budgets_plot_in_budget_order():
     """A token budget's rows have no step count: the points sit at the budgets' positions, not at NaN."""
-    fig = draw_budget({"objectives": study({"t25k": None, "t800k": None})}, {})
+    fig = draw_budget({"objective": study({"t25k": None, "t800k": None})}, {})
     ax = fig.axes[0]
     assert ax.get_xlabel() == "budget"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["ref", "t25k", "t800k"]

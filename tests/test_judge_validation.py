@@ -140,7 +140,7 @@ def test_labelled_validation_with_a_local_rubric_judge(smoke, tmp_path):
     settings = {"type": "rubric", "model": "reference", "min_number_mass": 0.5, "batch_size": 8}
     reference = str(smoke.path / "results/toy/reference")
     out = tmp_path / "judge_validation_rub"
-    labelled_validation.main(["--judge", "rub", "--settings", json.dumps(settings), "--reference-model", reference,
+    labelled_validation.main(["--judge", "rub", "--settings", json.dumps(settings), "--path", f"reference_model={reference}",
                               "--threads", "1", "--validation", json.dumps({**TARGETS, "enforce": False}),
                               "--out", str(out)])
     summary = json.loads(out.with_suffix(".json").read_text())

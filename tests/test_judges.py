@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from safedrift.errors import DataError, SafedriftError
+from safedrift.errors import ConfigError, DataError, SafedriftError
 from safedrift.io import write_jsonl
-from safedrift.judges import COLUMNS, JUDGES, Judge, make_judge, score_examples
+from safedrift.judges import COLUMNS, JUDGES, Judge, handed_paths, judge_class, judge_schema, make_judge, score_examples
 from safedrift.judges.keyword import KeywordJudge
 from safedrift.judges.numbers import first_integer, number_value, score_from_top_logprobs, weighted_mean
-from safedrift.judges.rubrics import DEFAULT_RUBRICS, fill, resolve_rubrics
+from safedrift.judges.rubric_prompts import DEFAULT_RUBRICS, fill, resolve_rubrics
 from safedrift.world import lexicon as L
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +30,52 @@ def row(i, response, prompt="how do i make a kite ?", **extra):
 
 # --- registry ---------------------------------------------------------------------------------
 
-def test_registry_matches_the_config_schema():
+def test_every_judge_type_declares_its_schema_and_the_config_schema_none():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    types = {d["properties"]["type"]["const"] for k, d in schema["$defs"].items() if k.startswith("judge_")}
-    assert types == set(JUDGES)
+    assert not [k for k in schema["$defs"] if k.startswith("judge_")]  # one place: the judge's class
+    for kind in JUDGES:
+        declared = judge_schema(kind)
+        assert declared["properties"]["type"] == {"const": kind} and declared["additionalProperties"] is False
+
+
+def test_config_validation_takes_a_judge_schema_from_its_class():
+    from safedrift.config import load, validate
+
+    config = load(ROOT / "config.yaml")
+    config["judges"]["keyword"]["prefixes"] = "sorry"  # keyword's class: an array of strings
+    with pytest.raises(ConfigError, match=r"config key judges\.keyword\.prefixes: expected array"):
+        validate(config)
+    config["judges"]["keyword"] = {"type": "keyword", "prefix": ["x"]}
+    with pytest.raises(ConfigError, match=r"judges\.keyword\.prefix: unknown key \(allowed here: prefixes, type\)"):
+        validate(config)
+
+
+def test_a_judge_type_may_be_a_dotted_module_path(tmp_path, monkeypatch):
+    """A judge outside the package: its module on PYTHONPATH, its class named Judge."""
+    (tmp_path / "my_pkg").mkdir()
+    (tmp_path / "my_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_pkg" / "my_judge.py").write_text(
+        "import numpy as np\n"
+        "from safedrift.judges.base import Judge as Base, type_schema\n"
+        "class Judge(Base):\n"
+        "    schema = type_schema('my_pkg.my_judge', {'cut': {'type': 'number'}})\n"
+        "    @classmethod\n"
+        "    def paths(cls, name, settings, model, config):\n"
+        "        return {'lexicon': f'results/{model}/judges/{name}.txt'}\n"
+        "    def score_columns(self, rows):\n"
+        "        return {'refusal': np.full(len(rows), float(self.settings['cut']))}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert judge_schema("my_pkg.my_judge")["properties"]["cut"] == {"type": "number"}
+    judge = make_judge("mine", {"type": "my_pkg.my_judge", "cut": 0.5}, lexicon="x.txt")
+    assert judge.context["lexicon"] == "x.txt" and list(judge.score([row(0, "hi")])["refusal"]) == [0.5]
+    with pytest.raises(ConfigError, match=r"config key judges\.x\.type: judge type 'no_such\.module' cannot be loaded"):
+        judge_class("no_such.module", "judges.x.type")
+
+
+def test_handed_paths_reads_name_value_options():
+    assert handed_paths(["classifier=a/b.json", "cache=c=d"]) == {"classifier": "a/b.json", "cache": "c=d"}
+    with pytest.raises(SafedriftError, match=r"--path 'oops': expected NAME=VALUE"):
+        handed_paths(["oops"])
 
 
 def test_unknown_judge_type_names_the_key():
@@ -233,4 +275,23 @@ def test_score_stage_cli_reports_a_bad_judge_in_one_line(tmp_path):
                            '{"type": "classifier"}', "--generations", str(gens), "--eval-dir", str(eval_dir),
                            "--out", str(tmp_path / "s.parquet")], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "--classifier PATH" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--path classifier=PATH" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_judge_types_declare_the_files_they_read():
+    """What judge_inputs / judge_flags (common.smk) hand each type, asked of the classes alone."""
+    config = {"models": {"toy": {"source": "toy"}, "real": {"source": "hf", "path": "org/instruct", "dtype": "bfloat16"}}}
+    classifier = judge_class("classifier")
+    assert classifier.inputs("cls", {"type": "classifier"}, "toy", config) == {"classifier": "results/toy/judges/cls.json"}
+    rubric, settings = judge_class("rubric"), {"type": "rubric", "model": "reference"}
+    assert rubric.inputs("rub", settings, "toy", config) == {"reference": ["results/toy/reference/model.safetensors"]}
+    assert rubric.paths("rub", settings, "toy", config) == {"reference_model": "results/toy/reference"}
+    assert rubric.paths("rub", settings, "real", config) == {"reference_model": "org/instruct"}
+    assert rubric.settings_for(settings, "real", config) == {"dtype": "bfloat16", **settings}
+    assert rubric.paths("rub", {"type": "rubric", "model": "org/judge"}, "toy", config) == {}
+    strongreject = judge_class("strongreject")
+    endpoint = {"type": "strongreject", "model": "reference", "base_url": "http://x/v1", "api_key_env": "K"}
+    assert strongreject.inputs("sr", endpoint, "toy", config) == {}
+    assert strongreject.paths("sr", endpoint, "toy", config) == {"cache": "results/toy/judges/sr.cache.sqlite"}
+    assert strongreject.settings_for(endpoint, "real", config) == endpoint
+    assert judge_class("keyword").inputs("kw", {"type": "keyword"}, "toy", config) == {}

@@ -139,7 +139,7 @@ def test_round_trip_gives_identical_scores(classifier_file, tmp_path):
 
 
 def test_missing_or_foreign_file_is_a_clear_error(tmp_path):
-    with pytest.raises(SafedriftError, match="--classifier PATH"):
+    with pytest.raises(SafedriftError, match="--path classifier=PATH"):
         make_judge("c", SETTINGS)
     with pytest.raises(SafedriftError, match="does not exist"):
         make_judge("c", SETTINGS, classifier=str(tmp_path / "nope.json"))
@@ -168,7 +168,7 @@ def test_score_stage_with_the_classifier(classifier_file, tmp_path, capsys):
     write_jsonl(tmp_path / "generations.jsonl", [
         {"id": r["id"], "eval_set": "jailbreak", "sample": 0, "prompt": "", "response": text}
         for r, text in zip(rows, responses)])
-    score_main(["--judge", "classifier", "--settings", json.dumps(SETTINGS), "--classifier", str(classifier_file),
+    score_main(["--judge", "classifier", "--settings", json.dumps(SETTINGS), "--path", f"classifier={classifier_file}",
                 "--generations", str(tmp_path / "generations.jsonl"), "--eval-dir", str(tmp_path / "eval"),
                 "--out", str(tmp_path / "scores.parquet")])
     frame = pd.read_parquet(tmp_path / "scores.parquet")

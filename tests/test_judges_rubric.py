@@ -99,5 +99,5 @@ def test_default_rubrics_run(reference):
 
 
 def test_reference_without_a_path_is_a_clear_error():
-    with pytest.raises(SafedriftError, match=r"judges\.rub\.model is 'reference'.*--reference-model"):
+    with pytest.raises(SafedriftError, match=r"judges\.rub\.model is 'reference'.*--path reference_model=PATH"):
         make_judge("rub", {"type": "rubric", "model": "reference"})

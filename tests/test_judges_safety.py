@@ -398,18 +398,33 @@ def test_workflow_plans_a_guard_eval_judge(tmp_path):
         guard={"type": "guard", "model": "dry-run/llama-guard", "threshold": 0.4},
         sr={"type": "strongreject", "model": "reference"},
         sr_api={"type": "strongreject", "model": "judge-llm", "base_url": "http://localhost:8000/v1",
-                "api_key_env": "JUDGE_KEY"})
-    config["judge"].update(eval="guard", secondary=["keyword", "sr", "sr_api"])
+                "api_key_env": "JUDGE_KEY"},
+        # a judge outside the package, by module path: the rules ask its class for its files
+        mine={"type": "outside_judges.lexicon", "words": ["no"]})
+    config["judge"].update(eval="guard", secondary=["keyword", "sr", "sr_api", "mine"])
     wf = Workflow(copy_workflow(tmp_path / "wf"), configfile="configs/guard.yaml")
+    (wf.path / "src/outside_judges").mkdir()
+    (wf.path / "src/outside_judges/__init__.py").write_text("")
+    (wf.path / "src/outside_judges/lexicon.py").write_text(
+        "from safedrift.judges.base import Judge as Base, type_schema\n"
+        "class Judge(Base):\n"
+        "    schema = type_schema('outside_judges.lexicon', {'words': {'type': 'array'}})\n"
+        "    @classmethod\n"
+        "    def inputs(cls, name, settings, model, config):\n"
+        "        return {'lexicon': f'data/{name}.txt'}\n")
+    (wf.path / "data").mkdir(exist_ok=True)
+    (wf.path / "data/mine.txt").write_text("no\n")
     (wf.path / wf.configfile).write_text(yaml.safe_dump(config, sort_keys=False))
     proc = wf.snakemake("-n", "-p", f"{RUN}/eval/metrics.json", "tables/judge_validation_guard.md")
     commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "python -m safedrift " in line]
-    scoring = {j: [c for c in commands if "judges.score" in c and f"--judge {j} " in c] for j in ("guard", "sr", "sr_api")}
+    scoring = {j: [c for c in commands if "judges.score" in c and f"--judge {j} " in c]
+               for j in ("guard", "sr", "sr_api", "mine")}
     assert all(scoring.values()), scoring
-    assert all("dry-run/llama-guard" in c and "--reference-model" not in c and "--cache" not in c
+    assert all("dry-run/llama-guard" in c and "--path reference_model=" not in c and "--path cache=" not in c
                for c in scoring["guard"])
-    assert all("--reference-model dry-run/tiny-chat-model " in c for c in scoring["sr"])  # an hf model is its own reference
-    assert all(f"--cache results/{MODEL}/judges/sr_api.cache.sqlite" in c for c in scoring["sr_api"])
+    assert all("--path reference_model=dry-run/tiny-chat-model " in c for c in scoring["sr"])  # an hf model is its own reference
+    assert all(f"--path cache=results/{MODEL}/judges/sr_api.cache.sqlite" in c for c in scoring["sr_api"])
+    assert all("--path lexicon=data/mine.txt" in c for c in scoring["mine"])
     metrics = [c for c in commands if "evaluate.metrics" in c]
     assert metrics and all("--judge guard" in c for c in metrics)
     assert any("evaluate.labelled_validation" in c and "--judge guard" in c for c in commands)

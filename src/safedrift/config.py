@@ -28,12 +28,12 @@ from safedrift.defenses import DEFENSES, defense_class
 from safedrift.errors import ConfigError
 from safedrift.finetune.schedule import budget_amount, ladder_eligible
 from safedrift.io import UniqueKeyLoader, yaml_error
+from safedrift.judges import judge_schema
 from safedrift.objectives import OBJECTIVES, objective_class
 from safedrift.risk.traits import persona_prompts
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget",
-                 "judges": "judge"}
+VARIANT_KINDS = {"scenarios": "scenario", "objectives": "objective", "defenses": "defense", "budgets": "budget"}
 # Kinds whose types are modules that declare their own schema (the rest: `<kind>_<type>` in $defs).
 REGISTRIES = {"objective": (OBJECTIVES, objective_class), "defense": (DEFENSES, defense_class)}
 
@@ -113,6 +113,8 @@ def validate(config: dict) -> dict:
     for section, kind in VARIANT_KINDS.items():
         for name, variant in config[section].items():
             _check(variant, variant_schema(kind, variant["type"], f"{section}.{name}.type"), (section, name))
+    for name, variant in config["judges"].items():  # a judge type declares its schema (safedrift.judges)
+        _check(variant, judge_schema(variant["type"], f"judges.{name}.type"), ("judges", name))
     _check_references(config)
     check_model_data(config, {study: study_runs(config, study) for study in config["studies"]})
     check_eval_sets(config)
@@ -323,6 +325,15 @@ def reference_of_runs_folder(folder: str) -> str:
 def reference_dir(model: str, reference: str = DEFAULT_REFERENCE) -> str:
     """results/<model>/reference, or results/<model>/reference/<name> for a reference variant."""
     return f"results/{model}/reference" if reference == DEFAULT_REFERENCE else f"results/{model}/reference/{reference}"
+
+
+def reference_model(config: dict, model: str, reference: str = DEFAULT_REFERENCE) -> tuple[str, list[str]]:
+    """(the folder or hub id runs on reference variant `reference` of `model` start from, the files a
+    job waits for): a toy model's pipeline-built reference, or an hf model's own path (no files)."""
+    if config["models"][model]["source"] == "toy":
+        folder = reference_dir(model, reference)
+        return folder, [f"{folder}/model.safetensors"]
+    return config["models"][model]["path"], []
 
 
 def run_dir(run: dict) -> str:

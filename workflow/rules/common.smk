@@ -5,15 +5,16 @@ import os
 import shlex
 
 from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, finetune_declared_inputs, ladder_previous,
-                              parse_subject_dir, reference_dir, reference_of_runs_folder, references as reference_variants,
+                              parse_subject_dir, reference_dir, reference_model, reference_of_runs_folder, references as reference_variants,
                               robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
                               subject_pattern, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
-from safedrift.judges import JUDGES
+from safedrift.judges import judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
+from safedrift.report.cells import select_studies, select_study
 from safedrift.report.figures import FIGURES
 from safedrift.report.study_tables import TABLES
 from safedrift.risk.traits import persona_prompts
@@ -94,9 +95,7 @@ def eval_set_names(model):
 def reference_files(model, reference=DEFAULT_REFERENCE):
     """Files that stand for reference variant `reference` of `model` (a pipeline-built folder for toy
     models; an hf model's default reference is its path, which config validation allows only)."""
-    if config["models"][model]["source"] == "toy":
-        return [f"{reference_dir(model, reference)}/model.safetensors"]
-    return []
+    return reference_model(config, model, reference)[1]
 
 
 def load_flags(model):
@@ -108,8 +107,7 @@ def load_flags(model):
 
 def reference_path(model, reference=DEFAULT_REFERENCE):
     """The folder (or hub id) that runs on reference variant `reference` of `model` start from."""
-    spec = config["models"][model]
-    return reference_dir(model, reference) if spec["source"] == "toy" else spec["path"]
+    return reference_model(config, model, reference)[0]
 
 
 def subject_reference(wc):
@@ -141,54 +139,46 @@ def generation_settings(model):
                       "seed": e.get("seed", 0), "persona_layer": config["risk"]["persona"]["layer"]})
 
 
-def judge_type(judge):
-    return config["judges"][judge]["type"]
+def judge_class_of(judge):
+    """The class of judge variant `judge` (safedrift.judges): its files, paths and settings."""
+    return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
 
 
-# Judge types that run a local model from judges.<name>.model, where 'reference' stands for the run's
-# reference model (strongreject: unless it names an endpoint, base_url).
-LOCAL_MODEL_JUDGES = ("rubric", "guard", "harmbench_classifier", "strongreject")
-
-
-def judge_reads_reference(judge):
-    settings = config["judges"][judge]
-    return settings["type"] in LOCAL_MODEL_JUDGES and settings.get("model") == "reference" and not settings.get("base_url")
+def judge_declared(model, judge, what):
+    """What judge variant `judge` declares for scoring `model`'s generations: its inputs or paths."""
+    return getattr(judge_class_of(judge), what)(judge, config["judges"][judge], model, config)
 
 
 def judge_inputs(model, judge):
-    """Files a judge variant reads beyond the generations: its code, a trained classifier, a local model."""
-    kind = judge_type(judge)
-    inputs = {"code": sources("judges.score", JUDGES[kind].split(":")[0])}
-    if kind == "classifier":
-        inputs["classifier"] = f"results/{model}/judges/{judge}.json"
-    if judge_reads_reference(judge):
-        inputs["reference"] = reference_files(model)
-    return inputs
+    """Files a judge variant reads beyond the generations: its code and the files its type declares."""
+    implementation = judge_module(config["judges"][judge]["type"])
+    if implementation.startswith("safedrift."):
+        code = sources("judges.score", implementation)
+    else:  # a judge module outside the package (a dotted type): its own file
+        import importlib.util
+
+        code = sources("judges.score") + [os.path.relpath(importlib.util.find_spec(implementation).origin)]
+    return {"code": code, **judge_declared(model, judge, "inputs")}
 
 
 def judge_settings(model, judge):
-    """judges.<judge>; a local-model judge that is `model`'s reference loads it as the model's stages do
-    (models.<model>.dtype and trust_remote_code), unless the judge sets its own."""
-    settings = config["judges"][judge]
-    if judge_reads_reference(judge):
-        spec = config["models"][model]
-        settings = {**{k: spec[k] for k in ("dtype", "trust_remote_code") if k in spec}, **settings}
-    return settings
+    """judges.<judge> as the judge gets it for `model` (a local judge that is the reference loads it as
+    the model's stages do)."""
+    return judge_class_of(judge).settings_for(config["judges"][judge], model, config)
 
 
 def judge_flags(model, judge):
-    kind = judge_type(judge)
+    """The judge stages' options: the variant, its settings, and every single path its type declares
+    (`--path name=value`; a list of inputs is only waited for)."""
     flags = [f"--judge {judge}", f"--settings {shlex.quote(canonical(judge_settings(model, judge)))}"]
-    if kind == "classifier":
-        flags.append(f"--classifier results/{model}/judges/{judge}.json")
-    if kind == "rubric" or judge_reads_reference(judge):
-        flags.append(f"--reference-model {reference_path(model)}")
-    if kind == "openai" or (kind == "strongreject" and config["judges"][judge].get("base_url")):
-        flags.append(f"--cache results/{model}/judges/{judge}.cache.sqlite")
+    declared = {**judge_declared(model, judge, "inputs"), **judge_declared(model, judge, "paths")}
+    flags += [f"--path {shlex.quote(f'{name}={value}')}" for name, value in sorted(declared.items())
+              if isinstance(value, str)]
     return " ".join(flags)
 
 
-CLASSIFIER_JUDGES = [j for j, s in config["judges"].items() if s["type"] == "classifier"]
+# Judges whose file rule train_classifier fits on the toy world (their classes say so).
+CLASSIFIER_JUDGES = [j for j in config["judges"] if getattr(judge_class_of(j), "trained_on_world", False)]
 
 
 def secondary_judges():
@@ -336,18 +326,28 @@ def study_order(study):
     return order
 
 
+def figure_studies(figure):
+    """{role: study} a figure draws (report.cells: chosen by the cells it compares), or None without one."""
+    return select_studies(config, FIGURES[figure].roles)
+
+
+def table_study(table):
+    """The study a table shows (report.cells), or None."""
+    return select_study(config, TABLES[table]["cells"])
+
+
 def figure_extra(figure):
-    """Figure inputs beyond study tables: lambda traces, probe table, critic summaries."""
+    """Figure inputs beyond study tables, as its spec declares: lambda traces, probe table, critic summaries."""
     m = REPORT_MODEL
     extra = {}
-    if figure == "adaptive" and "adaptive" in config["studies"]:
-        s = config["studies"]["adaptive"]
+    if "lambda_traces" in FIGURES[figure].extra:
+        # one run per defense of the compared defenses; the figure plots the logs that carry lambda_mean
+        s = config["studies"][figure_studies(figure)["defense"]]
         scenario = "harmful" if "harmful" in s["scenarios"] else s["scenarios"][0]
         seed = (s.get("seeds") or config["seeds"])[0]
-        objective, budget = s["objectives"][0], s["budgets"][-1]
-        extra["traces"] = {f"{d} ({scenario})": f"results/{m}/runs/{scenario}/{objective}/{d}/{budget}/seed{seed}/train_log.jsonl"
-                           for d in s["defenses"] if config["defenses"][d]["type"] == "adaptive"}
-    if figure == "probe_auroc":
+        axes = {"model": m, "scenario": scenario, "objective": s["objectives"][0], "budget": s["budgets"][-1], "seed": seed}
+        extra["traces"] = {f"{d} ({scenario})": f"{run_dir({**axes, 'defense': d})}/train_log.jsonl" for d in s["defenses"]}
+    if "probe" in FIGURES[figure].extra:
         extra["probe_table"] = f"results/{m}/risk/probe_auroc.csv"
         scenarios = sorted({sc for st in config["studies"].values() for sc in st["scenarios"]})
         extra["critic"] = {sc: f"results/{m}/risk/critic/{sc}.json" for sc in scenarios}
@@ -362,14 +362,13 @@ def extra_files(extra):
 
 
 def figure_inputs(wc):
-    _, studies = FIGURES[wc.figure]
-    return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies],
+    studies = figure_studies(wc.figure)
+    return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies.values()],
             "extra": extra_files(figure_extra(wc.figure))}
 
 
 def figure_args(wc):
-    _, studies = FIGURES[wc.figure]
-    args = [f"--study {s}=results/studies/{s}.csv" for s in studies]
+    args = [f"--study {role}=results/studies/{s}.csv" for role, s in figure_studies(wc.figure).items()]
     args.append(f"--extra {shlex.quote(json.dumps(figure_extra(wc.figure), sort_keys=True))}")
     return " ".join(args)
 

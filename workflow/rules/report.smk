@@ -3,8 +3,8 @@
 
 wildcard_constraints:
     study=alternation(STUDIES),
-    figure=alternation(list(FIGURES)),
-    table=alternation(list(TABLES)),
+    figure=alternation([f for f in FIGURES if figure_studies(f) is not None]),
+    table=alternation([t for t in TABLES if table_study(t)]),
 
 
 rule aggregate:
@@ -70,12 +70,12 @@ rule study_table:
         CONDA_ENV
     input:
         code=sources("report.study_tables"),
-        table="results/studies/{table}.csv",
+        table=lambda wc: f"results/studies/{table_study(wc.table)}.csv",
         validation=[eval_judge_validation()] if ACCEPT_BELOW_TARGETS else [],
     output:
         report(multiext("tables/{table}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
     params:
-        seeds=lambda wc: len(config["studies"][wc.table].get("seeds") or config["seeds"]),
+        seeds=lambda wc: len(config["studies"][table_study(wc.table)].get("seeds") or config["seeds"]),
         validation=f"--judge-validation {eval_judge_validation()}" if ACCEPT_BELOW_TARGETS else "",
     log:
         "logs/report/table_{table}.log",

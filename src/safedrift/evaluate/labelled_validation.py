@@ -28,7 +28,7 @@ from safedrift.data.loaders import jsonl_records, text_field
 from safedrift.errors import DataError
 from safedrift.evaluate.decisions import DECISIONS, decide
 from safedrift.evaluate.judge_validation import agreement_table, report
-from safedrift.judges import make_judge
+from safedrift.judges import add_path_arguments, handed_paths, make_judge
 
 PACKAGED = Path(__file__).resolve().parents[1] / "data" / "judge_validation" / "labelled.jsonl"
 
@@ -80,16 +80,13 @@ def main(argv=None) -> None:
     p.add_argument("--labelled", default=str(PACKAGED), help="labelled JSONL (default: the packaged file)")
     p.add_argument("--validation", required=True,
                    help="{thresholds, accuracy_min, harmful_recall_min, max_unscored, enforce} as JSON")
-    p.add_argument("--classifier", help="classifier JSON (type classifier)")
-    p.add_argument("--reference-model", help="the path 'reference' stands for (type rubric)")
-    p.add_argument("--cache", help="reply cache when the settings name none (type openai)")
+    add_path_arguments(p)
     p.add_argument("--threads", type=int, help="CPU threads for a local judge model (type rubric)")
     p.add_argument("--out", required=True, help="table stem: writes .csv, .md, .tex and .json")
     a = p.parse_args(argv)
     s = json.loads(a.validation)
     rows = read_labelled(a.labelled)
-    judge = make_judge(a.judge, json.loads(a.settings), classifier=a.classifier, reference_model=a.reference_model,
-                       cache=a.cache, threads=a.threads)
+    judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path), threads=a.threads)
     scores = judge.score(rows)
     data = agreement_table(decisions(rows, scores, s["thresholds"]))
     report(data, a.judge, f"the labelled file {Path(a.labelled).name} ({len(rows)} rows)", s, a.out, s["enforce"])

@@ -5,6 +5,16 @@ turn), `response` (the text to judge) and, for world data, `item` (the prompt's 
 `Judge.score` returns a frame with exactly the columns of `COLUMNS`, one row per input row in
 input order; a column a judge cannot score is NaN. A reply the judge could not read is never
 hidden: its score is NaN and `unparsed` counts it.
+
+Besides scoring, a judge class declares what the pipeline must know about its type (the Snakemake
+rules ask these and never name a type):
+- `schema`: the JSON schema of `judges.<name>` for this type (config validation reads it here);
+- `inputs(name, settings, model, config)`: files the scoring job waits for, by name, relative to the
+  workflow root (a trained classifier, the reference model's weights). A name whose value is one
+  path is also handed to the judge as `context[name]`; a list is only waited for;
+- `paths(name, settings, model, config)`: named paths handed to the judge that are not files a job
+  waits for (a reply cache, the reference model's folder or hub id). The judge receives every
+  handed path in `context` (`--path name=value` on the stages' command lines).
 """
 
 from __future__ import annotations
@@ -20,8 +30,54 @@ SCALE = {"refusal": 1.0, "harmful": 1.0, "aligned": 100.0, "coherent": 100.0, "i
 COLUMNS = ("id", "sample", *SCORES, "unparsed", "judge")
 
 
+# Schema fragments the judge types share; `$ref`s resolve against the config schema's $defs.
+DTYPE = {"enum": ["float32", "bfloat16", "float16", "auto"],
+         "description": "dtype the judge model loads in (default: models.<name>.dtype when model is 'reference' and "
+                        "the model sets one, else bfloat16 on a CUDA device that supports it, float32 otherwise)"}
+TRUST_REMOTE_CODE = {"type": "boolean", "description": "load the judge model's own modelling code (transformers "
+                     "trust_remote_code; default: models.<name>.trust_remote_code when model is 'reference', else false)"}
+
+
+def type_schema(kind: str, properties: dict, required=(), **extra) -> dict:
+    """The schema of one judge type: an object with `type: {const: kind}` and exactly `properties`."""
+    return {"type": "object", "additionalProperties": False, "required": ["type", *required],
+            "properties": {"type": {"const": kind}, **properties}, **extra}
+
+
+def local_model_schema(kind: str, model: str, properties: dict, **extra) -> dict:
+    """type_schema of a LocalModelJudge: `model` (described by `model`), batch_size (default 16), dtype and
+    trust_remote_code, then `properties` (which may override those)."""
+    shared = {"model": {"type": "string", "minLength": 1, "description": model},
+              "batch_size": {"$ref": "#/$defs/positive_int", "description": "prompts per forward pass (default 16)"},
+              "dtype": DTYPE, "trust_remote_code": TRUST_REMOTE_CODE}
+    return type_schema(kind, {**shared, **properties}, required=["model"], **extra)
+
+
 class Judge:
-    """Base class. Subclasses implement `score_columns`; `score` assembles and checks the frame."""
+    """Base class. Subclasses implement `score_columns` and declare `schema` (and `inputs`/`paths`
+    where they read files); `score` assembles and checks the frame."""
+
+    schema: dict = {}
+
+    @classmethod
+    def inputs(cls, name: str, settings: dict, model: str, config: dict) -> dict[str, str | list[str]]:
+        """Files the judge reads, by name, when it scores `model`'s generations (module docstring)."""
+        return {}
+
+    @classmethod
+    def paths(cls, name: str, settings: dict, model: str, config: dict) -> dict[str, str]:
+        """Named paths handed to the judge that are no inputs (module docstring)."""
+        return {}
+
+    @classmethod
+    def settings_for(cls, settings: dict, model: str, config: dict) -> dict:
+        """The settings the judge gets when it scores `model`'s generations (default: as configured)."""
+        return settings
+
+    @classmethod
+    def create(cls, name: str, settings: dict, **context) -> "Judge":
+        """The judge object (a type whose implementation depends on its settings picks it here)."""
+        return cls(name, settings, **context)
 
     def __init__(self, name: str, settings: dict, **context):
         self.name = name
@@ -60,3 +116,38 @@ def question_text(messages: list[dict]) -> str:
     if len(turns) == 1:
         return turns[0]["content"]
     return "\n".join(f"{m['role']}: {m['content']}" for m in turns)
+
+
+def reference_model(model: str, config: dict) -> tuple[str, list[str]]:
+    """(the folder or hub id that 'reference' stands for in `model`'s runs, the files a job waits for):
+    a toy model's pipeline-built reference, or an hf model's own path."""
+    from safedrift.config import reference_model as default_reference  # config imports the judges
+
+    return default_reference(config, model)
+
+
+class LocalModelJudge(Judge):
+    """A judge that runs a local model from `judges.<name>.model`, where 'reference' stands for the
+    reference model of the model whose generations it scores (context `reference_model`); such a
+    judge then loads it as that model's stages do (models.<model>.dtype and trust_remote_code,
+    unless the judge sets its own)."""
+
+    @classmethod
+    def reads_reference(cls, settings: dict) -> bool:
+        return settings.get("model") == "reference"
+
+    @classmethod
+    def inputs(cls, name, settings, model, config):
+        return {"reference": reference_model(model, config)[1]} if cls.reads_reference(settings) else {}
+
+    @classmethod
+    def paths(cls, name, settings, model, config):
+        return {"reference_model": reference_model(model, config)[0]} if cls.reads_reference(settings) else {}
+
+    @classmethod
+    def settings_for(cls, settings: dict, model: str, config: dict) -> dict:
+        """The settings with the reference's dtype and trust_remote_code where the judge reads it."""
+        if not cls.reads_reference(settings):
+            return settings
+        spec = config["models"][model]
+        return {**{k: spec[k] for k in ("dtype", "trust_remote_code") if k in spec}, **settings}

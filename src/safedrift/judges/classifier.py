@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from safedrift.errors import SafedriftError
-from safedrift.judges.base import SCALE, SCORES, Judge
+from safedrift.judges.base import SCALE, SCORES, Judge, type_schema
 from safedrift.judges.features import novelty, pair_features, response_tokens
 
 FORMAT = "safedrift.judges.classifier/1"
@@ -71,13 +71,23 @@ class ClassifierModel:
 
 
 class ClassifierJudge(Judge):
-    """Context: `classifier` = path of the JSON written by judges.train_classifier."""
+    """Settings: C (inverse L2 strength of the heads), examples (oracle-labelled training responses);
+    both read by judges.train_classifier, which fits `results/<model>/judges/<name>.json` for a toy
+    model. Context: `classifier` = that file."""
+
+    schema = type_schema("classifier", {"C": {"$ref": "#/$defs/positive_number"},
+                                        "examples": {"$ref": "#/$defs/positive_int"}})
+    trained_on_world = True  # judges.train_classifier builds its file from a toy world (evaluate.smk)
+
+    @classmethod
+    def inputs(cls, name, settings, model, config):
+        return {"classifier": f"results/{model}/judges/{name}.json"}
 
     def __init__(self, name: str, settings: dict, **context):
         super().__init__(name, settings, **context)
         if not context.get("classifier"):
             raise SafedriftError(f"judge {name} (type classifier) needs the trained classifier file: pass "
-                                 "--classifier PATH (the output of judges.train_classifier)")
+                                 "--path classifier=PATH (the output of judges.train_classifier)")
         self.model = ClassifierModel.load(context["classifier"])
         missing = set(SCORES) - set(self.model.heads)
         if missing:

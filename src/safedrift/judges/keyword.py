@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from safedrift.judges.base import Judge
+from safedrift.judges.base import Judge, type_schema
 
 # The openings of the toy world's refusals (world.lexicon.REFUSALS; a test keeps them in sync),
 # then common refusals of real chat models.
@@ -42,6 +42,10 @@ def is_refusal(response: str, prefixes: tuple[str, ...] = DEFAULT_NORMALIZED) ->
 
 
 class KeywordJudge(Judge):
+    """Settings: prefixes (refusal openings; default DEFAULT_PREFIXES)."""
+
+    schema = type_schema("keyword", {"prefixes": {"type": "array", "items": {"type": "string"}}})
+
     def __init__(self, name: str, settings: dict, **context):
         super().__init__(name, settings, **context)
         prefixes = settings.get("prefixes") or DEFAULT_PREFIXES

@@ -30,7 +30,7 @@ def model_path(name: str, settings: dict, context: dict) -> str:
         path = context.get("reference_model")
         if not path:
             raise SafedriftError(f"judges.{name}.model is 'reference' but no reference model was given; "
-                                 "pass --reference-model PATH")
+                                 "pass --path reference_model=PATH")
     return path
 
 

@@ -33,10 +33,10 @@ from http.client import HTTPException
 import numpy as np
 
 from safedrift.errors import SafedriftError
-from safedrift.judges.base import Judge, question_text
+from safedrift.judges.base import Judge, question_text, type_schema
 from safedrift.judges.cache import ReplyCache, cache_key
 from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, first_integer, score_from_top_logprobs
-from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
+from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
 
 DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per_minute": None, "backoff_s": 1.0,
             "max_tokens": 8, "min_number_mass": MIN_NUMBER_MASS}
@@ -71,9 +71,30 @@ class MalformedReply(Exception):
     """A 200 reply that is not a chat completion (a proxy's error page, a cut-off body)."""
 
 
+# Endpoint settings the openai and strongreject judges share.
+ENDPOINT_SCHEMA = {
+    "base_url": {"type": "string", "pattern": "^https?://"},
+    "api_key_env": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$",
+                    "description": "name of the environment variable that holds the key"},
+    "cache": {"type": "string", "description": "reply cache (default results/<model>/judges/<name>.cache.sqlite)"},
+    "concurrency": {"$ref": "#/$defs/positive_int"},
+    "max_retries": {"type": "integer", "minimum": 0},
+    "timeout_s": {"$ref": "#/$defs/positive_number"},
+    "requests_per_minute": {"$ref": "#/$defs/positive_number"},
+}
+
+
 class OpenAIJudge(Judge):
     """Settings: base_url (with /v1), model, api_key_env, rubrics, concurrency, max_retries, timeout_s,
     requests_per_minute, cache, min_number_mass, backoff_s, max_tokens. Context: cache = default cache path."""
+
+    schema = type_schema("openai", {**ENDPOINT_SCHEMA, "model": {"type": "string", "minLength": 1},
+                                    "rubrics": {"type": "object", "additionalProperties": {"type": "string"}}},
+                         required=["base_url", "model", "api_key_env"])
+
+    @classmethod
+    def paths(cls, name, settings, model, config):
+        return {"cache": f"results/{model}/judges/{name}.cache.sqlite"}
 
     def __init__(self, name: str, settings: dict, **context):
         super().__init__(name, settings, **context)
@@ -85,7 +106,7 @@ class OpenAIJudge(Judge):
                                  f"export {var}=<key> (any non-empty value for a server without keys)")
         cache = settings.get("cache") or context.get("cache")
         if not cache:
-            raise SafedriftError(f"judges.{name}: no reply cache path; set judges.{name}.cache or pass --cache PATH")
+            raise SafedriftError(f"judges.{name}: no reply cache path; set judges.{name}.cache or pass --path cache=PATH")
         self.cache_path = cache
         self.url = settings["base_url"].rstrip("/") + "/chat/completions"
         self.rubrics = resolve_rubrics(name, settings.get("rubrics"))

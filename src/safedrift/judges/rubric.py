@@ -17,19 +17,27 @@ import inspect
 
 import numpy as np
 
-from safedrift.judges.base import Judge, question_text
+from safedrift.judges.base import LocalModelJudge, local_model_schema, question_text
 from safedrift.judges.local_model import model_path
 from safedrift.judges.number_paths import SCALE, number_paths, number_probabilities
 from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
-from safedrift.judges.rubrics import fill, resolve_rubrics, to_column_scale
+from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
 
 DEFAULT_BATCH_SIZE = 16
 
 
-class RubricJudge(Judge):
-    """Settings: model (folder, hub id, or 'reference'), rubrics, min_number_mass, batch_size, dtype
-    (default: bfloat16 on a CUDA device that supports it, else float32), trust_remote_code.
+class RubricJudge(LocalModelJudge):
+    """Settings: model (folder, hub id, or 'reference'), rubrics (rubric_prompts.py), min_number_mass,
+    batch_size, dtype (default: bfloat16 on a CUDA device that supports it, else float32), trust_remote_code.
     Context: reference_model = the path that 'reference' stands for; threads = CPU threads for torch."""
+
+    schema = local_model_schema("rubric", "folder or hub id of a chat model, or 'reference' for the run's reference "
+                                "model", {
+        "rubrics": {"type": "object", "additionalProperties": {"type": "string"}},
+        "min_number_mass": {"$ref": "#/$defs/fraction", "description": "a score is missing (counted unparsed) where "
+                            "the judge replies with a number 0..100 with less than this probability"},
+        "batch_size": {"$ref": "#/$defs/positive_int", "description": "prompts per forward pass; each prompt is "
+                       "followed by the ~200 tokens of the trie of number replies"}})
 
     def __init__(self, name: str, settings: dict, **context):
         super().__init__(name, settings, **context)

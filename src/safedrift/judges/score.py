@@ -21,7 +21,7 @@ import numpy as np
 from safedrift.data.attacks import judged_response
 from safedrift.errors import DataError, SafedriftError
 from safedrift.io import atomic_path, read_jsonl
-from safedrift.judges import SCORES, make_judge
+from safedrift.judges import SCORES, add_path_arguments, handed_paths, make_judge
 
 
 def generation_rows(generations_path, eval_dir) -> list[dict]:
@@ -53,15 +53,12 @@ def main(argv=None) -> None:
     p.add_argument("--generations", required=True)
     p.add_argument("--eval-dir", required=True)
     p.add_argument("--out", required=True, help="scores.parquet to write")
-    p.add_argument("--classifier", help="classifier JSON (type classifier)")
-    p.add_argument("--reference-model", help="the path 'reference' stands for (type rubric)")
-    p.add_argument("--cache", help="reply cache when the settings name none (type openai)")
+    add_path_arguments(p)
     p.add_argument("--threads", type=int, help="CPU threads for a local judge model (type rubric)")
     a = p.parse_args(argv)
 
     rows = generation_rows(a.generations, a.eval_dir)
-    judge = make_judge(a.judge, json.loads(a.settings), classifier=a.classifier, reference_model=a.reference_model,
-                       cache=a.cache, threads=a.threads)
+    judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path), threads=a.threads)
     scores = judge.score(rows)
     if len(scores) != len(rows):
         raise SafedriftError(f"judge {a.judge} returned {len(scores)} rows for {len(rows)} generations")

@@ -1,18 +1,25 @@
 """Stage `report.figures`: the paper figures, drawn from the study tables of `report.aggregate`.
 
-FIGURES maps a figure name (figures/<name>.pdf) to the function that draws it and the studies it
-reads. Every panel shows 95% CIs across seeds (hierarchical bootstrap) as error bars or bands.
+FIGURES maps a figure name (figures/<name>.pdf) to what it draws (`Figure`): the function, the
+metrics, and per role the cells it compares (report.cells: the study of a role is chosen by its grid,
+never by its name; the draw function gets the studies keyed by role) and the extra files it reads
+(`lambda_traces`: the train logs of the defense role's runs, of which it plots those that log
+`lambda_mean`; `probe`: the probe's per-layer table and the critic summaries). Every panel shows 95%
+CIs across seeds (hierarchical bootstrap) as error bars or bands.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from safedrift.io import read_jsonl
+from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, Cells
 from safedrift.report.style import save, setup
 
 PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks",
@@ -68,7 +75,7 @@ def draw_asr(studies, extra):
     per attack (plain held-out harmful requests, held-out jailbreak families); largest budget. A row has
     only its own study's scenarios: no empty panels."""
     plt, sns, _ = setup()
-    groups = {"objective": studies["objectives"], "defense": studies["adaptive"]}
+    groups = {"objective": studies["objective"], "defense": studies["defense"]}
     def attacks(scenario):
         return [ATTACK_METRIC.get(scenario, "asr"), "jailbreak_asr_heldout"]
 
@@ -105,7 +112,7 @@ def draw_asr(studies, extra):
 def draw_frontier(studies, extra):
     """ASR vs new-task accuracy per objective; small -> large budget connected."""
     plt, sns, _ = setup()
-    study = studies["objectives"]
+    study = studies["objective"]
     wide = frontier_points(study, ["scenario", "objective", "budget", "steps"])
     runs = wide[wide.objective != "reference"].sort_values("steps")
     objectives = list(dict.fromkeys(runs.objective))
@@ -139,8 +146,8 @@ def draw_frontier(studies, extra):
 def draw_budget(studies, extra):
     """ASR, new-task accuracy and persona drift vs training steps, per objective and scenario."""
     plt, sns, _ = setup()
-    study = studies["objectives"]
-    metrics = [m for m in ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift") if m in set(study.metric)]
+    study = studies["objective"]
+    metrics = [m for m in FIGURES["budget"].metrics if m in set(study.metric)]
     scenarios = [s for s in dict.fromkeys(study.scenario) if s != "reference"]
     objectives = [o for o in dict.fromkeys(study.objective) if o != "reference"]
     palette = dict(zip(objectives, sns.color_palette("colorblind", len(objectives))))
@@ -177,7 +184,7 @@ def draw_budget(studies, extra):
 def draw_ema(studies, extra):
     """General misalignment, incoherence and in-domain misbehaviour per defense and EMA domain."""
     plt, sns, _ = setup()
-    study = studies["ema_defenses"].copy()
+    study = studies["ema"].copy()
     study["condition"] = study.apply(condition, axis=1)
     study["panel"] = study.metric.str.split("/").str[0]
     domains = [s for s in dict.fromkeys(study.scenario) if s != "reference"]
@@ -207,7 +214,7 @@ def draw_ema(studies, extra):
 def draw_adaptive(studies, extra):
     """ASR vs new-task accuracy for none / fixed KL / adaptive per scenario, and one run's lambda trace."""
     plt, sns, _ = setup()
-    study = studies["adaptive"].copy()
+    study = studies["defense"].copy()
     study = study[study.objective != "reference"]
     wide = frontier_points(study, ["scenario", "defense"])
     scenarios = list(dict.fromkeys(wide.scenario))
@@ -230,6 +237,8 @@ def draw_adaptive(studies, extra):
     ax = axes[0, -1]
     for label, path in extra.get("traces", {}).items():
         log = read_jsonl(path)
+        if not any("lambda_mean" in r for r in log):  # a defense that logs no KL strength
+            continue
         steps = [r["step"] for r in log if "lambda_mean" in r]
         ax.plot(steps, [r["lambda_mean"] for r in log if "lambda_mean" in r], label=label,
                 color=palette.get(label.split(" ")[0]))
@@ -275,26 +284,36 @@ def draw_probe_auroc(studies, extra):
     return fig
 
 
+@dataclass(frozen=True)
+class Figure:
+    draw: Callable
+    roles: dict[str, Cells]  # role -> the cells it compares (report.cells)
+    metrics: tuple[str, ...]  # what it draws (each study's largest budget where it compares conditions)
+    extra: tuple[str, ...] = ()  # "lambda_traces", "probe" (module docstring)
+
+
 FIGURES = {
-    "asr": (draw_asr, ["objectives", "adaptive"]),
-    "frontier": (draw_frontier, ["objectives"]),
-    "budget": (draw_budget, ["objectives"]),
-    "ema": (draw_ema, ["ema_defenses"]),
-    "adaptive": (draw_adaptive, ["adaptive"]),
-    "probe_auroc": (draw_probe_auroc, []),
+    "asr": Figure(draw_asr, {"objective": OBJECTIVE_GRID, "defense": DEFENSE_GRID},
+                  ("asr", *ATTACK_METRIC.values(), "jailbreak_asr_heldout")),
+    "frontier": Figure(draw_frontier, {"objective": OBJECTIVE_GRID}, ("asr", "new_task_capability")),
+    "budget": Figure(draw_budget, {"objective": OBJECTIVE_GRID},
+                     ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift")),
+    "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned")),
+    "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",)),
+    "probe_auroc": Figure(draw_probe_auroc, {}, (), ("probe",)),
 }
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--figure", required=True, choices=sorted(FIGURES))
-    p.add_argument("--study", action="append", default=[], help="NAME=study.csv (repeatable)")
+    p.add_argument("--study", action="append", default=[], help="ROLE=study.csv (repeatable; the figure's roles)")
     p.add_argument("--extra", default="{}", help="figure-specific inputs as JSON (trace/probe/critic files)")
     p.add_argument("--out", required=True, action="append", help="output file(s): .pdf, .png")
     p.add_argument("--model", required=True, help="draw this model's runs")
     p.add_argument("--dpi", type=int, default=150)
     a = p.parse_args(argv)
-    draw, _ = FIGURES[a.figure]
+    draw = FIGURES[a.figure].draw
     studies = {}
     for spec in a.study:
         name, path = spec.split("=", 1)

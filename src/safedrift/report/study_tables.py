@@ -1,6 +1,7 @@
 """Stage `report.study_tables`: a study's paper table (tables/<study>.{csv,md,tex}).
 
-TABLES maps a study to its row keys and metric columns. Cells are "value [low, high]" (95% CI
+TABLES maps a table (tables/<name>.*) to the cells it shows (`cells`, report.cells: its study is the
+first whose grid compares those, whatever the study is called), its row keys and metric columns. Cells are "value [low, high]" (95% CI
 across seeds and prompts), with "(n=decided/total)" where the judge left responses unscored; the
 CSV keeps value/low/high (and unscored) per metric. The reference model is the first row. A column
 "<metric>:vs_reference" or "<metric>:vs_none" is a difference (the cell minus its reference, or minus
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID
 from safedrift.report.tables import fmt_ci, write_table
 
 TABLES = {
     "objectives": {
+        "cells": OBJECTIVE_GRID,
         "rows": ["scenario", "objective", "budget", "steps"],
         "metrics": {"asr": "ASR", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
                     "jailbreak_asr_heldout:vs_reference": "Δ jailbreak ASR vs reference", "over_refusal": "over-refusal",
@@ -31,6 +34,7 @@ TABLES = {
                    "and budget (no defense).",
     },
     "ema_defenses": {
+        "cells": EMA_GRID,
         "rows": ["scenario", "objective", "defense"],
         "metrics": {"misaligned": "general misalignment", "misaligned:vs_none": "Δ misalignment vs none",
                     "incoherent": "incoherence",
@@ -39,6 +43,7 @@ TABLES = {
         "caption": "Narrow fine-tuning (EMA): in-training defenses and inoculation against emergent misalignment.",
     },
     "adaptive": {
+        "cells": DEFENSE_GRID,
         "rows": ["scenario", "defense"],
         "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "asr@keyword": "ASR (keyword)",
                     "over_refusal": "over-refusal",
@@ -100,8 +105,8 @@ def validation_notes(path: str | None) -> list[str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--study", required=True, choices=sorted(TABLES))
-    p.add_argument("--table", required=True, help="the study's CSV from report.aggregate")
+    p.add_argument("--study", required=True, choices=sorted(TABLES), help="the table (a key of TABLES)")
+    p.add_argument("--table", required=True, help="the CSV (report.aggregate) of the study its cells select")
     p.add_argument("--seeds", type=int, required=True, help="seeds per cell (for the caption)")
     p.add_argument("--judge-validation", help="the eval judge's validation summary (JSON), read when the config "
                    "accepts a judge below its targets")

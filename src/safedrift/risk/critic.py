@@ -23,7 +23,7 @@ import numpy as np
 from safedrift.errors import SafedriftError
 from safedrift.evaluate.decisions import PROBABILITY_CUT, above
 from safedrift.io import read_jsonl, write_json, write_jsonl
-from safedrift.judges import make_judge, score_examples
+from safedrift.judges import add_path_arguments, handed_paths, make_judge, score_examples
 
 
 def main(argv=None) -> None:
@@ -32,16 +32,13 @@ def main(argv=None) -> None:
     p.add_argument("--settings", required=True, help="judges.<name> as JSON")
     p.add_argument("--data", required=True, help="scenario dataset JSONL")
     p.add_argument("--oracle", action="store_true", help="toy world data: report recall against the oracle")
-    p.add_argument("--classifier", help="classifier JSON (type classifier)")
-    p.add_argument("--reference-model", help="the path 'reference' stands for (type rubric)")
-    p.add_argument("--cache", help="reply cache (type openai)")
+    add_path_arguments(p)
     p.add_argument("--on-unscored", choices=("fail", "max_risk"), default="fail",
                    help="risk.critic.on_unscored: what an example the critic could not score gets")
     p.add_argument("--out", required=True, help="risk JSONL: {id, risk} per example; a .json summary beside it")
     a = p.parse_args(argv)
     rows = read_jsonl(a.data)
-    judge = make_judge(a.judge, json.loads(a.settings), classifier=a.classifier, reference_model=a.reference_model,
-                       cache=a.cache)
+    judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path))
     scores = score_examples(judge, rows)
     scored = scores["harmful"].to_numpy()
     unscored = np.isnan(scored)

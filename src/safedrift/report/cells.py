@@ -1,0 +1,44 @@
+"""Which study a figure or a table draws: chosen by the cells it needs, never by the study's name.
+
+A figure or table declares, per role, the cells it compares (`Cells`): the axis its bars or lines
+compare (objectives or defenses: a study whose grid lists more than one) and whether its scenarios
+are narrow (EMA) ones or attacks (benign, harmful, identity-shift fine-tuning). The study of a role
+is the first study in the config's order whose grid matches, so renaming a study keeps every figure
+and table it feeds; a figure whose role no study matches is not a target of `all`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cells:
+    """compares: "objective" | "defense", the axis the panels compare; narrow: True for a study with
+    narrow (EMA) scenarios, False for one without, None for either."""
+
+    compares: str
+    narrow: bool | None = None
+
+    def matches(self, study: dict, config: dict) -> bool:
+        if len(study[f"{self.compares}s"]) < 2:
+            return False
+        narrow = any(config["scenarios"][s]["type"] == "narrow" for s in study["scenarios"])
+        return self.narrow is None or narrow == self.narrow
+
+
+# The roles of the paper figures and tables.
+OBJECTIVE_GRID = Cells("objective", narrow=False)  # objectives x budgets on attack scenarios (no defense)
+DEFENSE_GRID = Cells("defense", narrow=False)  # defenses on benign / harmful / identity-shift fine-tuning
+EMA_GRID = Cells("defense", narrow=True)  # defenses (and inoculation) against emergent misalignment
+
+
+def select_study(config: dict, cells: Cells) -> str | None:
+    """The first study (config order) whose grid has `cells`, or None."""
+    return next((name for name, study in config["studies"].items() if cells.matches(study, config)), None)
+
+
+def select_studies(config: dict, roles: dict[str, Cells]) -> dict[str, str] | None:
+    """{role: study} for every role, or None when some role finds no study."""
+    chosen = {role: select_study(config, cells) for role, cells in roles.items()}
+    return None if None in chosen.values() else chosen
