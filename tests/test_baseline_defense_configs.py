@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from conftest import ROOT
-from safedrift.config import ConfigError, load, schema, validate
+from safedrift.config import ConfigError, load, validate
 
 TYPES = ("token_constrained", "lisa", "safelora")
 

@@ -125,28 +125,40 @@ def test_after_training_reads_the_weight_files_and_the_saved_adapter_is_projecte
     assert torch.allclose(saved[key], aligned_projection(subspace([2, 3])) @ b_v, atol=1e-6)
 
 
-def test_full_fine_tuning_is_refused():
+def test_inputs_name_the_weights_and_a_real_model_needs_its_base():
     assert DEFENSES["safelora"] == "safedrift.defenses.safelora"
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     module = __import__("safedrift.defenses.safelora", fromlist=["Defense"]).Defense
     run = {"model": "toy", "defense": "safelora"}
     config = {"models": {"toy": {"source": "toy", "finetune": {"method": "full"}}}}
-    with pytest.raises(ConfigError, match=r"config key models\.toy\.finetune\.method: .*safelora"):
-        module.inputs({"type": "safelora"}, run, config)
-    config["models"]["toy"]["finetune"]["method"] = "lora"
     assert module.inputs({"type": "safelora"}, run, config) == {
         "aligned": "results/toy/reference/model.safetensors", "unaligned": "results/toy/pretrained/model.safetensors"}
     config["models"]["toy"]["source"] = "hf"
     with pytest.raises(ConfigError, match=r"config key defenses\.safelora\.unaligned_model"):
         module.inputs({"type": "safelora"}, run, config)
     assert module.inputs({"type": "safelora", "unaligned_model": "base"}, run, config) == {}
-    plain = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=D, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, max_position_embeddings=32))
-    defense = make_defense({"name": "safelora", "type": "safelora"}, SimpleNamespace(inputs={}, reference_path=None))
-    with pytest.raises(ConfigError, match=r"config key defenses\.safelora: .*finetune\.method: lora"):
-        with defense.during_training(plain):
-            pass
+
+
+def test_full_fine_tuning_projects_the_weight_update_from_the_start():
+    """Full fine-tuning: W <- W_start + C (W - W_start) for a dissimilar update, untouched otherwise."""
+    from safedrift.defenses.safelora import project_full
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"q_proj": torch.nn.Linear(D, D, bias=False), "v_proj": torch.nn.Linear(D, D, bias=False)})
+    start = {f"{n}.weight": m.weight.detach().clone() for n, m in model.items()}
+    v = subspace([0, 1])
+    inside = aligned_projection(v).float() @ torch.randn(D, D)  # an update in the aligned subspace: cosine 1
+    outside = torch.randn(D, D)
+    outside[:2] = 0  # orthogonal to it: cosine 0
+    with torch.no_grad():
+        model["q_proj"].weight += inside
+        model["v_proj"].weight += outside
+    trained = {n: m.weight.detach().clone() for n, m in model.items()}
+    aligned = {k: w + v.float() for k, w in start.items()}
+    report = project_full(model, start, aligned, start, ["q_proj", "v_proj"], "threshold", 0.5, 10)
+    assert report["q_proj"]["projected"] is False and report["v_proj"]["projected"] is True
+    assert torch.equal(model["q_proj"].weight, trained["q_proj"])
+    expected = start["v_proj.weight"].double() + aligned_projection(v.double()) @ outside.double()
+    assert torch.allclose(model["v_proj"].weight.double(), expected, atol=1e-6)
 
 
 # --- behaviour on the smoke world (needs the issue-14 contract: after_training, Defense.inputs) --
@@ -178,14 +190,25 @@ def test_run_saves_the_projected_adapter_of_the_same_training(smoke, tmp_path):
     assert changed == 2
 
 
-def test_full_fine_tuning_with_safelora_fails_before_any_job(workflow_copy):
-    import yaml
+def test_full_run_equals_the_plain_run_with_its_updates_projected(smoke, tmp_path):
+    """Full fine-tuning with safelora trains as without it; the saved target weights are
+    W_start + C (W - W_start) where projected, the plain run's elsewhere."""
+    from smoke_runs import settings_for, train
 
-    path = workflow_copy.path / "configs/smoke.yaml"
-    config = yaml.safe_load(path.read_text())
-    config["defenses"]["safelora"] = {"type": "safelora"}
-    config["studies"]["adaptive"]["defenses"].append("safelora")
-    path.write_text(yaml.safe_dump(config))
-    proc = workflow_copy.snakemake("-n", check=False)
-    assert proc.returncode != 0
-    assert "config key models.toy.finetune.method" in proc.stdout + proc.stderr
+    config, none = settings_for(smoke, {"type": "none"})
+    train(smoke, none, tmp_path / "none", config)
+    config, safe = settings_for(smoke, {"type": "safelora", "select": "number", "projected_layers": 2})
+    train(smoke, safe, tmp_path / "safelora", config)
+    plain = load_file(str(tmp_path / "none/model/model.safetensors"))
+    projected = load_file(str(tmp_path / "safelora/model/model.safetensors"))
+    start = aligned = load_file(str(smoke.path / "results/toy/reference/model.safetensors"))
+    unaligned = load_file(str(smoke.path / "results/toy/pretrained/model.safetensors"))
+    changed = []
+    for key in plain:
+        if torch.equal(plain[key], projected[key]):
+            continue
+        changed.append(key)
+        c = aligned_projection(aligned[key].double() - unaligned[key].double())
+        expected = start[key].double() + c @ (plain[key].double() - start[key].double())
+        assert torch.allclose(projected[key].double(), expected, atol=1e-5), key
+    assert len(changed) == 2 and all(k.split(".")[-2] in ("q_proj", "k_proj", "v_proj", "o_proj") for k in changed)

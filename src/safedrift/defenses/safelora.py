@@ -20,11 +20,15 @@ fine-tuned from) and unaligned = results/{model}/pretrained/model.safetensors; f
 `aligned_model` (default: the model's own path) and `unaligned_model` (required: its base model
 before safety tuning), folders or hub ids.
 
+Full fine-tuning (our extension; the paper projects LoRA updates only): the update of each weight
+named by `target_modules` (default the q/k/v/o projections, LoRA's targets) is
+dW = W_trained - W_start (W_start: the weights the run started from) and a projected one becomes
+W_start + C dW; selection as above. So the toy model, which fine-tunes all weights, runs it too.
+
 Settings: select (number | threshold), threshold (0.5), projected_layers (10), aligned_model,
-unaligned_model. LoRA only: a run that fine-tunes all weights is a config error.
+unaligned_model.
 """
 
-import contextlib
 import math
 import os
 
@@ -35,6 +39,7 @@ from safedrift.errors import ConfigError, DataError
 
 DEFAULTS = {"select": "number", "threshold": 0.5, "projected_layers": 10}
 PEFT_PREFIX = "base_model.model."
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # full fine-tuning: the weights projected (LoRA's defaults)
 
 
 def aligned_projection(v: torch.Tensor) -> torch.Tensor:
@@ -112,6 +117,33 @@ def project_lora(model, aligned: dict[str, torch.Tensor], unaligned: dict[str, t
     return {name: {"cosine": cosines[name], "projected": name in chosen} for name in modules}
 
 
+def target_modules(model, names: list[str]) -> dict[str, torch.nn.Module]:
+    """Full fine-tuning: the linear modules whose last name part is in `names` (as LoRA targets them)."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in names}
+
+
+def project_full(model, start: dict[str, torch.Tensor], aligned: dict[str, torch.Tensor],
+                 unaligned: dict[str, torch.Tensor], names: list[str], select: str, threshold: float,
+                 projected_layers: int) -> dict:
+    """Project the full fine-tuning updates dW = W - W_start of the `names` modules in place (W <- W_start
+    + C dW where selected); start/aligned/unaligned: '<module>.weight' -> weight. Returns as project_lora."""
+    modules, projections, cosines = target_modules(model, names), {}, {}
+    with torch.no_grad():
+        for name, m in modules.items():
+            v = (aligned[f"{name}.weight"].double() - unaligned[f"{name}.weight"].double()).to(m.weight.device)
+            if not v.any():
+                cosines[name] = math.nan
+                continue
+            projections[name] = aligned_projection(v)
+            cosines[name] = update_cosine(projections[name], m.weight.double() - start[f"{name}.weight"].double())
+        chosen = to_project(cosines, select, threshold, projected_layers)
+        for name in chosen:
+            w, w0 = modules[name].weight, start[f"{name}.weight"].double().to(modules[name].weight.device)
+            w.copy_((w0 + projections[name] @ (w.double() - w0)).to(w.dtype))
+    return {name: {"cosine": cosines[name], "projected": name in chosen} for name in modules}
+
+
 class Defense(Base):
     schema = {
         "type": "object",
@@ -127,6 +159,9 @@ class Defense(Base):
                                          "(default 0.5)"},
             "projected_layers": {"type": "integer", "minimum": 1,
                                  "description": "select number: how many LoRA updates are projected (default 10)"},
+            "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                               "description": "full fine-tuning only: names of the linear modules whose updates may be "
+                                              "projected (default q_proj, k_proj, v_proj, o_proj; LoRA projects its adapters)"},
             "aligned_model": {"type": "string", "minLength": 1,
                               "description": "real models: the safety-aligned model, a folder or hub id "
                                              "(default: the model's path)"},
@@ -136,15 +171,10 @@ class Defense(Base):
         },
     }
     composes_with = ("sft",)
-    finetune_methods = ("lora",)  # declaration for the config's composition check
 
     @classmethod
     def inputs(cls, settings, run, config):
         model = config["models"][run["model"]]
-        method = model["finetune"]["method"]
-        if method not in cls.finetune_methods:
-            raise ConfigError(f"config key models.{run['model']}.finetune.method: defense {run['defense']!r} (safelora) "
-                              f"projects LoRA updates but the method is {method!r}; set it to lora or drop the defense")
         if model["source"] == "toy":
             return {"aligned": f"results/{run['model']}/reference/model.safetensors",
                     "unaligned": f"results/{run['model']}/pretrained/model.safetensors"}
@@ -162,21 +192,19 @@ class Defense(Base):
                 "unaligned": (inputs.get("unaligned") or self.settings.get("unaligned_model"),
                               f"defenses.{name}.unaligned_model")}
 
-    def require_lora(self, model) -> None:
-        if not lora_modules(model):
-            raise ConfigError(f"config key defenses.{self.settings.get('name', '<safelora>')}: safelora projects LoRA "
-                              "updates but this run fine-tunes all weights; set the model's finetune.method: lora")
-
-    @contextlib.contextmanager
-    def during_training(self, model):
-        self.require_lora(model)  # before any step is trained
-        yield
-
     def after_training(self, model):
-        self.require_lora(model)
-        names = [f"{name}.weight" for name in lora_modules(model)]
-        weights = {role: load_weights(path, names, key) for role, (path, key) in self.weight_paths().items()}
         s = {k: self.settings.get(k, v) for k, v in DEFAULTS.items()}
-        self.report = project_lora(model, weights["aligned"], weights["unaligned"], **s)
+        lora = lora_modules(model)
+        if lora:
+            names = [f"{name}.weight" for name in lora]
+        else:  # full fine-tuning: the modules LoRA would target, relative to the run's starting weights
+            targets = self.settings.get("target_modules", TARGETS)
+            names = [f"{name}.weight" for name in target_modules(model, targets)]
+        weights = {role: load_weights(path, names, key) for role, (path, key) in self.weight_paths().items()}
+        if lora:
+            self.report = project_lora(model, weights["aligned"], weights["unaligned"], **s)
+        else:
+            start = load_weights(self.context.reference_path, names, "the run's reference")
+            self.report = project_full(model, start, weights["aligned"], weights["unaligned"], targets, **s)
         projected = sorted(n for n, r in self.report.items() if r["projected"])
-        print(f"safelora: projected {len(projected)} of {len(self.report)} LoRA updates: {', '.join(projected)}")
+        print(f"safelora: projected {len(projected)} of {len(self.report)} updates: {', '.join(projected)}")
