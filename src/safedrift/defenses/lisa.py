@@ -26,6 +26,7 @@ from safedrift.defenses.base import Defense as Base
 from safedrift.io import read_jsonl
 from safedrift.judges.keyword import is_refusal
 from safedrift.losses.proximal import ProximalTerm
+from safedrift.registry import type_schema
 
 DEFAULTS = {"rho": 1.0, "align_steps": 100, "user_steps": 900, "proximal_after": 0.1, "refusal_share": 0.5}
 POOLS = ("refusals", "tasks")
@@ -67,23 +68,17 @@ def pool_rows(refusals: list[dict], tasks: list[dict], refusal_share: float, see
 
 
 class Defense(Base):
-    schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type"],
-        "properties": {
-            "type": {"const": "lisa"},
-            "rho": {"type": "number", "minimum": 0, "description": "weight of rho/2 ||theta - theta_anchor||^2 (default 1.0)"},
-            "align_steps": {"type": "integer", "minimum": 1,
-                            "description": "optimizer steps on safe data per alignment state (default 100)"},
-            "user_steps": {"type": "integer", "minimum": 1,
-                           "description": "optimizer steps on the user's data per user state (default 900)"},
-            "proximal_after": {"type": "number", "minimum": 0, "maximum": 1,
-                               "description": "share of the run's first steps without the proximal term (default 0.1)"},
-            "refusal_share": {"type": "number", "minimum": 0, "maximum": 1,
-                              "description": "share of safe examples that are refusals, the rest benign tasks (default 0.5)"},
-        },
-    }
+    schema = type_schema("lisa", {
+        "rho": {"type": "number", "minimum": 0, "description": "weight of rho/2 ||theta - theta_anchor||^2 (default 1.0)"},
+        "align_steps": {"type": "integer", "minimum": 1,
+                        "description": "optimizer steps on safe data per alignment state (default 100)"},
+        "user_steps": {"type": "integer", "minimum": 1,
+                       "description": "optimizer steps on the user's data per user state (default 900)"},
+        "proximal_after": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "share of the run's first steps without the proximal term (default 0.1)"},
+        "refusal_share": {"type": "number", "minimum": 0, "maximum": 1,
+                          "description": "share of safe examples that are refusals, the rest benign tasks (default 0.5)"},
+    })
     composes_with = ("sft",)
     stateful = True
 

@@ -36,6 +36,7 @@ import torch
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.errors import ConfigError, DataError
+from safedrift.registry import type_schema
 
 DEFAULTS = {"select": "number", "threshold": 0.5, "projected_layers": 10}
 PEFT_PREFIX = "base_model.model."
@@ -145,31 +146,25 @@ def project_full(model, start: dict[str, torch.Tensor], aligned: dict[str, torch
 
 
 class Defense(Base):
-    schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type"],
-        "properties": {
-            "type": {"const": "safelora"},
-            "select": {"enum": ["number", "threshold"],
-                       "description": "number (default): project the projected_layers LoRA updates least similar to "
-                                      "their aligned-subspace projection; threshold: those with cosine <= threshold"},
-            "threshold": {"type": "number", "minimum": -1, "maximum": 1,
-                          "description": "select threshold: cosine similarity at or below which an update is projected "
-                                         "(default 0.5)"},
-            "projected_layers": {"type": "integer", "minimum": 1,
-                                 "description": "select number: how many LoRA updates are projected (default 10)"},
-            "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
-                               "description": "full fine-tuning only: names of the linear modules whose updates may be "
-                                              "projected (default q_proj, k_proj, v_proj, o_proj; LoRA projects its adapters)"},
-            "aligned_model": {"type": "string", "minLength": 1,
-                              "description": "real models: the safety-aligned model, a folder or hub id "
-                                             "(default: the model's path)"},
-            "unaligned_model": {"type": "string", "minLength": 1,
-                                "description": "real models (required): the same model before safety tuning (its base), "
-                                               "a folder or hub id"},
-        },
-    }
+    schema = type_schema("safelora", {
+        "select": {"enum": ["number", "threshold"],
+                   "description": "number (default): project the projected_layers LoRA updates least similar to "
+                                  "their aligned-subspace projection; threshold: those with cosine <= threshold"},
+        "threshold": {"type": "number", "minimum": -1, "maximum": 1,
+                      "description": "select threshold: cosine similarity at or below which an update is projected "
+                                     "(default 0.5)"},
+        "projected_layers": {"type": "integer", "minimum": 1,
+                             "description": "select number: how many LoRA updates are projected (default 10)"},
+        "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                           "description": "full fine-tuning only: names of the linear modules whose updates may be "
+                                          "projected (default q_proj, k_proj, v_proj, o_proj; LoRA projects its adapters)"},
+        "aligned_model": {"type": "string", "minLength": 1,
+                          "description": "real models: the safety-aligned model, a folder or hub id "
+                                         "(default: the model's path)"},
+        "unaligned_model": {"type": "string", "minLength": 1,
+                            "description": "real models (required): the same model before safety tuning (its base), "
+                                           "a folder or hub id"},
+    })
     composes_with = ("sft",)
 
     @classmethod

@@ -16,25 +16,20 @@ are left as they are here.
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.losses.token_constrained import DEFAULTS, TokenConstrainedTerm
+from safedrift.registry import type_schema
 
 
 class Defense(Base):
-    schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type"],
-        "properties": {
-            "type": {"const": "token_constrained"},
-            "beta": {"type": "number", "exclusiveMinimum": 0,
-                     "description": "beta_t of completion tokens from position bias_length on (default 0.1)"},
-            "first_token_bias_factor": {"type": "number", "exclusiveMinimum": 0,
-                                        "description": "beta_0 = beta * this (default 5)"},
-            "bias_factor": {"type": "number", "exclusiveMinimum": 0,
-                            "description": "beta_t = beta * this for t = 1..bias_length-1 (default 20)"},
-            "bias_length": {"type": "integer", "minimum": 0,
-                            "description": "leading completion tokens with the larger betas (default 5)"},
-        },
-    }
+    schema = type_schema("token_constrained", {
+        "beta": {"type": "number", "exclusiveMinimum": 0,
+                 "description": "beta_t of completion tokens from position bias_length on (default 0.1)"},
+        "first_token_bias_factor": {"type": "number", "exclusiveMinimum": 0,
+                                    "description": "beta_0 = beta * this (default 5)"},
+        "bias_factor": {"type": "number", "exclusiveMinimum": 0,
+                        "description": "beta_t = beta * this for t = 1..bias_length-1 (default 20)"},
+        "bias_length": {"type": "integer", "minimum": 0,
+                        "description": "leading completion tokens with the larger betas (default 5)"},
+    })
     composes_with = ("sft",)
 
     def terms(self):
