@@ -174,6 +174,7 @@ def _check_references(config: dict) -> None:
             for value, section in zip(extra, ("scenarios", "objectives", "defenses", "budgets")):
                 if value not in config[section]:
                     raise ConfigError(f"config key studies.{name}.extra.{i}: {value!r} is not defined under {section}")
+            _check_extra_reference(config, name, i, extra)
         for run in study_runs(config, name):
             check_composable(config, run, f"studies.{name}")
     _check_claims(config)
@@ -201,6 +202,23 @@ def _check_study_references(config: dict, study: str, s: dict) -> None:
                               "model from the base model and alignment data (e.g. github.com/git-disl/Vaccine), add "
                               "it as its own model (models.<name>.path), and keep this study's references to "
                               "[default] for hf models")
+
+
+def _check_extra_reference(config: dict, study: str, i: int, extra: list) -> None:
+    """An extra cell's optional 5th element names the one reference variant it is fine-tuned from."""
+    if len(extra) < 5:
+        return
+    known = references(config)
+    key = f"config key studies.{study}.extra.{i}.4"
+    if extra[4] not in known:
+        raise ConfigError(f"{key}: {extra[4]!r} is not defined under references (known: {', '.join(known)}); "
+                          "name a reference variant or drop the 5th element (the study's references)")
+    models = config["studies"][study].get("models") or [m for m, spec in config["models"].items()
+                                                          if "derived_from" not in spec]
+    hf = [m for m in models if config["models"][m]["source"] == "hf"]
+    if extra[4] != DEFAULT_REFERENCE and hf:
+        raise ConfigError(f"{key}: reference variant {extra[4]!r} is built by the toy world's alignment stage, which "
+                          f"an hf model ({hf[0]!r}) does not run; drop the 5th element for hf models")
 
 
 def _check_claims(config: dict) -> None:
@@ -262,11 +280,14 @@ def study_runs(config: dict, study: str, model: str | None = None) -> list[dict]
         return [{**r, "model": model} for r in study_runs(config, study) if r["model"] == base]
     models = s.get("models") or [m for m, spec in config["models"].items() if "derived_from" not in spec]
     seeds = s.get("seeds") or config["seeds"]
+    # (reference, scenario, objective, defense, budget): the grid and 4-element extra cells on every
+    # reference of the study; a 5-element extra cell on the reference variant it names only.
     cells = [(sc, ob, de, bu) for sc in s["scenarios"] for ob in s["objectives"] for de in s["defenses"]
              for bu in s["budgets"]]
-    cells += [tuple(e) for e in s.get("extra", []) if tuple(e) not in cells]
-    return [dict(zip(RUN_AXES, (m, ref, *cell, seed))) for m in models for ref in study_references(config, study)
-            for cell in cells for seed in seeds]
+    cells += [tuple(e) for e in s.get("extra", []) if len(e) == 4 and tuple(e) not in cells]
+    runs = [(ref, *cell) for ref in study_references(config, study) for cell in cells]
+    runs += [(e[4], *e[:4]) for e in s.get("extra", []) if len(e) == 5 and (e[4], *e[:4]) not in runs]
+    return [dict(zip(RUN_AXES, (m, *run, seed))) for m in models for run in runs for seed in seeds]
 
 
 def references(config: dict) -> dict:
@@ -281,9 +302,10 @@ def study_references(config: dict, study: str) -> list[str]:
 
 
 def used_references(config: dict) -> list[str]:
-    """Reference variants some study fine-tunes from, the default first."""
+    """Reference variants some study (or one of its extra cells) fine-tunes from, the default first."""
     return list(dict.fromkeys([DEFAULT_REFERENCE, *(r for study in config["studies"]
-                                                     for r in study_references(config, study))]))
+                                                     for r in study_references(config, study)),
+                               *(e[4] for s in config["studies"].values() for e in s.get("extra", []) if len(e) == 5)]))
 
 
 def all_runs(config: dict) -> list[dict]:

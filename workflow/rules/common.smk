@@ -317,8 +317,9 @@ def study_order(study):
     variant mappings changes nothing), extra cells after the grid."""
     s = config["studies"][study]
     order = {axis: list(s[f"{axis}s"]) for axis in ("scenario", "objective", "defense", "budget")}
-    if study_references(config, study) != [DEFAULT_REFERENCE]:  # only then do its tables have a reference column
-        order = {"reference": study_references(config, study), **order}
+    variants = list(dict.fromkeys(r["reference"] for r in study_runs(config, study)))
+    if variants != [DEFAULT_REFERENCE]:  # only then do its tables have a reference column
+        order = {"reference": list(dict.fromkeys([*study_references(config, study), *variants])), **order}
     for cell in s.get("extra", []):
         for axis, name in zip(("scenario", "objective", "defense", "budget"), cell):
             if name not in order[axis]:
@@ -361,6 +362,16 @@ def extra_files(extra):
     return files
 
 
+def figure_settings(figure):
+    """Figure settings from the config that are no files, as its spec declares: the poison ratio of
+    each scenario of its sweep role (scenarios.<name>.poison_ratio)."""
+    settings = {}
+    if "poison_ratio" in FIGURES[figure].extra:
+        scenarios = {sc for study in figure_studies(figure).values() for sc in config["studies"][study]["scenarios"]}
+        settings["poison_ratio"] = {sc: config["scenarios"][sc]["poison_ratio"] for sc in sorted(scenarios)}
+    return settings
+
+
 def figure_inputs(wc):
     studies = figure_studies(wc.figure)
     return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies.values()],
@@ -369,7 +380,8 @@ def figure_inputs(wc):
 
 def figure_args(wc):
     args = [f"--study {role}=results/studies/{s}.csv" for role, s in figure_studies(wc.figure).items()]
-    args.append(f"--extra {shlex.quote(json.dumps(figure_extra(wc.figure), sort_keys=True))}")
+    extra = {**figure_extra(wc.figure), **figure_settings(wc.figure)}
+    args.append(f"--extra {shlex.quote(json.dumps(extra, sort_keys=True))}")
     return " ".join(args)
 
 

@@ -1,8 +1,10 @@
 """Which study a figure or a table draws: chosen by the cells it needs, never by the study's name.
 
 A figure or table declares, per role, the cells it compares (`Cells`): the axis its bars or lines
-compare (objectives or defenses: a study whose grid lists more than one) and whether its scenarios
-are narrow (EMA) ones or attacks (benign, harmful, identity-shift fine-tuning). The study of a role
+compare (objectives or defenses: a study whose grid lists more than one), whether its scenarios
+are narrow (EMA) ones or attacks (benign, harmful, identity-shift fine-tuning), and whether they are
+distinct kinds of data (a panel each) or one kind swept along a setting (`sweep`, e.g. the poison
+ratio of harmful fine-tuning: an x axis). The study of a role
 is the first study in the config's order whose grid matches, so renaming a study keeps every figure
 and table it feeds; a figure whose role no study matches is not a target of `all`.
 """
@@ -15,22 +17,34 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Cells:
     """compares: "objective" | "defense", the axis the panels compare; narrow: True for a study with
-    narrow (EMA) scenarios, False for one without, None for either."""
+    narrow (EMA) scenarios, False for one without, None for either; sweep: None for a study whose
+    scenarios are distinct kinds (type and domain), or a scenario setting (e.g. "poison_ratio") for a
+    study whose scenarios (two or more) are one kind with distinct values of that setting."""
 
     compares: str
     narrow: bool | None = None
+    sweep: str | None = None
 
     def matches(self, study: dict, config: dict) -> bool:
         if len(study[f"{self.compares}s"]) < 2:
             return False
-        narrow = any(config["scenarios"][s]["type"] == "narrow" for s in study["scenarios"])
-        return self.narrow is None or narrow == self.narrow
+        scenarios = [config["scenarios"][s] for s in study["scenarios"]]
+        narrow = any(s["type"] == "narrow" for s in scenarios)
+        kinds = [(s["type"], s.get("domain")) for s in scenarios]
+        if self.sweep is None:
+            swept = len(set(kinds)) < len(kinds)
+        else:
+            values = [s.get(self.sweep) for s in scenarios]
+            swept = (len(scenarios) >= 2 and len(set(kinds)) == 1 and None not in values
+                     and len(set(values)) == len(values))
+        return (self.narrow is None or narrow == self.narrow) and swept == (self.sweep is not None)
 
 
 # The roles of the paper figures and tables.
 OBJECTIVE_GRID = Cells("objective", narrow=False)  # objectives x budgets on attack scenarios (no defense)
 DEFENSE_GRID = Cells("defense", narrow=False)  # defenses on benign / harmful / identity-shift fine-tuning
 EMA_GRID = Cells("defense", narrow=True)  # defenses (and inoculation) against emergent misalignment
+POISON_SWEEP = Cells("defense", narrow=False, sweep="poison_ratio")  # defenses on harmful data at several poison ratios
 
 
 def select_study(config: dict, cells: Cells) -> str | None:

@@ -4,7 +4,8 @@ FIGURES maps a figure name (figures/<name>.pdf) to what it draws (`Figure`): the
 metrics, and per role the cells it compares (report.cells: the study of a role is chosen by its grid,
 never by its name; the draw function gets the studies keyed by role) and the extra files it reads
 (`lambda_traces`: the train logs of the defense role's runs, of which it plots those that log
-`lambda_mean`; `probe`: the probe's per-layer table and the critic summaries). Every panel shows 95%
+`lambda_mean`; `probe`: the probe's per-layer table and the critic summaries; `poison_ratio`: no
+file, the config's poison ratio of each scenario of the sweep role). Every panel shows 95%
 CIs across seeds (hierarchical bootstrap) as error bars or bands.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from safedrift.io import read_jsonl
-from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, Cells
+from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, Cells
 from safedrift.report.style import save, setup
 
 PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks",
@@ -284,12 +285,50 @@ def draw_probe_auroc(studies, extra):
     return fig
 
 
+def baseline_lines(study: pd.DataFrame, poison_ratio: dict) -> dict[str, pd.DataFrame]:
+    """{label: rows (x = poison ratio, value, low, high, metric) sorted by x}: one line per defense on
+    the default reference, and one per defense on each other reference variant ("<variant> (<defense>)")."""
+    runs = study[study.objective != "reference"].assign(x=lambda d: d.scenario.map(poison_ratio))
+    runs = runs[runs.budget == runs.budget.iloc[-1]]  # the largest budget (study order)
+    variant = runs["reference"] if "reference" in runs else pd.Series("default", index=runs.index)
+    label = np.where(variant == "default", runs.defense, variant + " (" + runs.defense + ")")
+    return {name: g.sort_values("x") for name, g in runs.assign(line=label).groupby("line", sort=False)}
+
+
+def draw_baselines(studies, extra):
+    """Held-out ASR and new-task accuracy vs poison ratio: a line per defense and per reference variant
+    (e.g. Vaccine without defense), 95% CI error bars (the study CSV's low/high)."""
+    plt, sns, _ = setup()
+    study = studies["sweep"]
+    lines = baseline_lines(study, extra["poison_ratio"])
+    palette = dict(zip(lines, sns.color_palette("colorblind", len(lines))))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), squeeze=False)
+    for ax, name in zip(axes[0], ("asr", "new_task_capability")):
+        for label, rows in lines.items():
+            g = rows[rows.metric == name]
+            err = np.vstack([g["value"] - g["low"], g["high"] - g["value"]]).clip(min=0)
+            ax.errorbar(g["x"], g["value"], yerr=err, color=palette[label], marker="o", ms=3, capsize=2, lw=1,
+                        ls="--" if " (" in label else "-", label=label)
+        ref = reference_value(study[study.reference == "default"] if "reference" in study else study, name)
+        if ref is not None:
+            ax.axhline(ref, color="grey", ls=":", lw=1, label="reference model")
+        ax.set_xticks(sorted(set(extra["poison_ratio"].values())))
+        ax.set_xlabel("poison ratio (share of harmful examples)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(PRETTY[name], fontsize=9)
+    axes[0, 0].set_ylabel("rate")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("Harmful fine-tuning baselines vs poison ratio (SFT, largest budget; 95% CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 @dataclass(frozen=True)
 class Figure:
     draw: Callable
     roles: dict[str, Cells]  # role -> the cells it compares (report.cells)
     metrics: tuple[str, ...]  # what it draws (each study's largest budget where it compares conditions)
-    extra: tuple[str, ...] = ()  # "lambda_traces", "probe" (module docstring)
+    extra: tuple[str, ...] = ()  # "lambda_traces", "probe", "poison_ratio" (module docstring)
 
 
 FIGURES = {
@@ -301,6 +340,7 @@ FIGURES = {
     "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned")),
     "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",)),
     "probe_auroc": Figure(draw_probe_auroc, {}, (), ("probe",)),
+    "baselines": Figure(draw_baselines, {"sweep": POISON_SWEEP}, ("asr", "new_task_capability"), ("poison_ratio",)),
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID
+from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP
 from safedrift.report.tables import fmt_ci, write_table
 
 TABLES = {
@@ -50,6 +50,15 @@ TABLES = {
                     "capability": "task acc.", "new_task_capability": "new-task acc."},
         "caption": "Risk-adaptive regularisation: no defense, fixed KL, safe-data interleaving and adaptive KL "
                    "driven by the activation probe or the Safety Critic (SFT, large budget).",
+    },
+    "baselines": {
+        "cells": POISON_SWEEP,
+        "rows": ["scenario", "defense"],
+        "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
+                    "capability": "task acc.", "new_task_capability": "new-task acc."},
+        "caption": "Harmful fine-tuning baselines at poison ratios 0.05, 0.1 and 0.2 (the layout of Lisa's and "
+                   "Vaccine's main tables): no defense, fixed and adaptive KL, Lisa, token-constrained fine-tuning "
+                   "and SafeLoRA on the aligned reference, and no defense on the Vaccine reference (SFT, large budget).",
     },
 }
 
