@@ -43,16 +43,13 @@ def test_the_study_runs_the_grid_on_the_default_reference_and_none_on_vaccine():
 
 def test_dry_run_plans_the_baselines_finetunes_figure_and_table(workflow_copy):
     config = default_config()
-    # SafeLoRA refuses full fine-tuning when its inputs are resolved (until it is generalised): the dry
-    # run plans the other five defenses; the grid of six is checked on study_runs above.
-    config["studies"]["baselines"]["defenses"].remove("safelora")
     (workflow_copy.path / "configs/baselines.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     workflow_copy.configfile = "configs/baselines.yaml"
     out = workflow_copy.snakemake("figures/baselines.pdf", "tables/baselines.md", "-n", "-p")
     text = out.stdout + out.stderr
     finetunes = re.findall(r"output: (results/toy/runs[^/]*/harmful_p\d+/sft/\w+/b80/seed\d)/model", text)
     seeds = len(config["seeds"])
-    assert len(finetunes) == (3 * 5 + 3) * seeds
+    assert len(finetunes) == (3 * 6 + 3) * seeds
     assert sum(f.startswith("results/toy/runs@vaccine/") for f in finetunes) == 3 * seeds
     assert all(f.split("/")[5] == "none" for f in finetunes if "runs@vaccine" in f)
     figure = next(line for line in text.splitlines() if "--figure baselines " in line)
