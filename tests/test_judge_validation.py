@@ -90,7 +90,7 @@ def study_rows(values_by_defense: dict) -> pd.DataFrame:
     rows = []
     for defense, values in values_by_defense.items():
         for i, v in enumerate(values):
-            rows.append({"metric": "asr", "id": f"p/{i}", "sample": 0, "value": v, "model": "toy",
+            rows.append({"metric": "asr", "id": f"p/{i}", "sample": 0, "value": v, "model": "toy", "reference": "default",
                          "scenario": "harmful", "objective": "sft", "defense": defense, "budget": "large", "seed": 0})
     return pd.DataFrame(rows)
 

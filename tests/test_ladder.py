@@ -33,7 +33,7 @@ def test_a_laddered_budget_equals_training_it_from_the_reference(built, tmp_path
            "--data", "results/toy/data/harmful.jsonl", "--reference", "results/toy/reference", "--out", str(scratch),
            "--threads", "1"]
     if objective == "dpo":
-        cmd += ["--reference-responses", "results/toy/data/harmful.reference.jsonl"]
+        cmd += ["--input", "reference_responses=results/toy/data/harmful.reference.jsonl"]
     subprocess.run(cmd, cwd=built.path, check=True, capture_output=True)
     assert_same_weights(scratch, run)
     drop = ("learning_rate",)  # identical; the keys below differ only by wall-clock timing fields

@@ -47,6 +47,7 @@ def test_only_objectives_that_need_a_reference_copy_the_model(objective, copies,
         return copy.deepcopy(x, *args, **kwargs)
 
     monkeypatch.setattr(run, "copy", types.SimpleNamespace(deepcopy=deepcopy))
-    card = run.finetune(settings, str(data), str(tiny_model), str(tmp_path / "run"), reference_responses=str(responses))
+    card = run.finetune(settings, str(data), str(tiny_model), str(tmp_path / "run"),
+                       inputs={"reference_responses": str(responses)})
     assert card["steps"] == settings["budget"]["steps"]
     assert len(model_copies) == copies, f"{objective}: fine-tuning made {len(model_copies)} model copies {model_copies}"
