@@ -38,21 +38,23 @@ def _source_path(path: Path) -> str:
 
 @lru_cache(maxsize=None)
 def _imports(module: str) -> tuple[str, ...]:
-    """The safedrift modules `module` imports at top level or inside functions (static, via ast)."""
+    """The safedrift modules `module` imports at top level or inside functions (static, via ast), and
+    for a module outside the package (a dotted config type) also those of its own top-level package."""
     if not module_file(module).exists():  # a namespace package
         return ()
     tree = ast.parse(module_file(module).read_text())
+    roots = tuple({"safedrift", module.split(".")[0]})
     found = set()
     package = module if module_file(module).name == "__init__.py" else module.rsplit(".", 1)[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("safedrift"))
+            found.update(a.name for a in node.names if a.name.split(".")[0] in roots)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            if not base.startswith("safedrift"):
+            if base.split(".")[0] not in roots:
                 continue
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"

@@ -151,13 +151,8 @@ def judge_declared(model, judge, what):
 
 def judge_inputs(model, judge):
     """Files a judge variant reads beyond the generations: its code and the files its type declares."""
-    implementation = judge_module(config["judges"][judge]["type"])
-    if implementation.startswith("safedrift."):
-        code = sources("judges.score", implementation)
-    else:  # a judge module outside the package (a dotted type): its own file
-        import importlib.util
-
-        code = sources("judges.score") + [os.path.relpath(importlib.util.find_spec(implementation).origin)]
+    # the module may lie outside the package (a dotted type): source_closure finds it on sys.path
+    code = list(source_closure("safedrift.judges.score", judge_module(config["judges"][judge]["type"])))
     return {"code": code, **judge_declared(model, judge, "inputs")}
 
 
@@ -226,8 +221,8 @@ def finetune_inputs(wc):
     run = run_axes(wc)
     inputs = {
         # the same files finetune.run fingerprints its checkpoints with
-        "code": sources(*finetune_modules(config["objectives"][wc.objective]["type"],
-                                         config["defenses"][wc.defense]["type"])),
+        "code": list(source_closure(*finetune_modules(config["objectives"][wc.objective]["type"],
+                                                      config["defenses"][wc.defense]["type"]))),
         "reference": reference_files(wc.model, run["reference"]),
         "data": f"results/{wc.model}/data/{wc.scenario}.jsonl",
         **finetune_declared_inputs(config, run),
