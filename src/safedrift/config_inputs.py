@@ -53,8 +53,9 @@ def _entries(needs: dict) -> str:
 
 
 def declared_pools(config: dict, run: dict) -> dict[str, str]:
-    """{pool: "defense" or "objective" (the axis that declares it)} for the world pools (results/<model>/world/pools/<pool>.jsonl)
-    among the files the run's objective and defense declare (their inputs())."""
+    """{pool: "defense" or "objective" (the axis that declares it)} for the world pools
+    (results/<model>/world/pools/<pool>.jsonl) among the files the run's objective and defense
+    declare (their inputs())."""
     from safedrift.config import finetune_declared_inputs  # safedrift.config imports this module
 
     pattern = re.compile(rf"results/{re.escape(run['model'])}/world/pools/([^/]+)\.jsonl")
