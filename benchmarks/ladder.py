@@ -69,7 +69,8 @@ def steps_trained(card: dict) -> int:
 
 def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path | None = None) -> Timed:
     """Wall seconds, CPU seconds and steps trained of one finetune() call."""
-    extra = {k: str(v) for k, v in files.items() if k not in ("data", "reference")}
+    declared = {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()
+                if k not in ("data", "reference")}
     # As in a pipeline job (a child of the zygote fork server, safedrift.zygote): what was alive before
     # the job is frozen out of its garbage collections. Unfrozen, the full gc.collect() the Trainer runs
     # at the start of training walks every object of this long-lived process: about half a second a call.
@@ -78,8 +79,14 @@ def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path
     wall, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         card = finetune(settings, str(files["data"]), str(files["reference"]), str(out),
-                        start_from=str(start_from) if start_from else None, **extra)
+                        inputs=declared, start_from=str(start_from) if start_from else None)
     return Timed(time.perf_counter() - wall, time.process_time() - cpu, steps_trained(card))
+
+
+def rebased(path: str, model: str, results: Path) -> Path:
+    """A workflow path results/<model>/... under `results` (others stay relative to the repository)."""
+    inside = Path("results") / model
+    return results / Path(path).relative_to(inside) if Path(path).is_relative_to(inside) else ROOT / path
 
 
 def estimated_sweep(budgets: list[int], smallest: float, largest: float) -> float:
@@ -176,9 +183,12 @@ def main(argv=None) -> int:
     results = Path(a.results) if a.results else ROOT / "results" / a.model
     files = {"data": Path(a.data) if a.data else results / "data" / f"{a.scenario}.jsonl",
              "reference": Path(a.reference) if a.reference else results / "reference"}
-    if a.objective in ("dpo", "orpo"):
-        files["reference_responses"] = results / "data" / f"{a.scenario}.reference.jsonl"
-    for path in files.values():
+    run = {"model": a.model, "scenario": a.scenario, "objective": a.objective, "defense": "none",
+           "budget": next(iter(config["budgets"])), "seed": 0}
+    for name, path in config_lib.finetune_declared_inputs(config, run).items():
+        files[name] = [rebased(p, a.model, results) for p in path] if isinstance(path, list) \
+            else rebased(path, a.model, results)
+    for path in [p for v in files.values() for p in (v if isinstance(v, list) else [v])]:
         if not path.exists():
             target = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
             raise SystemExit(f"{path} is missing; build it with `snakemake --cores 2 --configfile {a.config} {target}` "

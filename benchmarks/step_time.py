@@ -49,18 +49,24 @@ def label(objective: str, defense: str) -> str:
     return objective if defense == "none" else f"{objective}+{defense}"
 
 
-def inputs(results: Path, scenario: str, objective: str, defense: dict) -> dict[str, Path]:
-    """The files a run needs (finetune keyword -> path), as the `finetune` rule wires them."""
-    needed = {"data": results / "data" / f"{scenario}.jsonl", "reference": results / "reference"}
-    if objective in ("dpo", "orpo"):
-        needed["reference_responses"] = results / "data" / f"{scenario}.reference.jsonl"
-    if defense["type"] == "interleave":
-        needed["pools_dir"] = results / "world" / "pools"
-    if defense["type"] == "adaptive":
-        needed["risk_file"] = results / "risk" / defense["risk"] / f"{scenario}.jsonl"
-    if defense["type"] == "steering":
-        needed["persona_vector"] = results / "risk" / "persona_vector.safetensors"
-    return needed
+def inputs(config: dict, run: dict, results: Path) -> dict[str, Path | list[Path]]:
+    """The files a run needs, as the `finetune` rule wires them: `data` and `reference`, and the files
+    its objective and defense declare (safedrift.config.finetune_declared_inputs), with their
+    results/<model>/ replaced by `results`."""
+    declared = config_lib.finetune_declared_inputs(config, run)
+    return {"data": results / "data" / f"{run['scenario']}.jsonl", "reference": results / "reference",
+            **{name: [rebased(p, run["model"], results) for p in path] if isinstance(path, list)
+               else rebased(path, run["model"], results) for name, path in declared.items()}}
+
+
+def rebased(path: str, model: str, results: Path) -> Path:
+    """A workflow path results/<model>/... under `results` (others stay relative to the repository)."""
+    inside = Path("results") / model
+    return results / Path(path).relative_to(inside) if Path(path).is_relative_to(inside) else ROOT / path
+
+
+def flat(files: dict) -> list[Path]:
+    return [p for v in files.values() for p in (v if isinstance(v, list) else [v])]
 
 
 def built(path: Path) -> Path:
@@ -101,9 +107,10 @@ class StepClock:
 
 
 def time_run(settings: dict, files: dict[str, Path], out: Path, warmup: int, log) -> float:
-    files = {k: str(v) for k, v in files.items()}
+    declared = {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()
+                if k not in ("data", "reference")}
     with StepClock() as clock, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        finetune(settings, files.pop("data"), files.pop("reference"), str(out), **files)
+        finetune(settings, str(files["data"]), str(files["reference"]), str(out), inputs=declared)
     return clock.step_seconds(settings["budget"]["steps"], warmup)
 
 
@@ -126,8 +133,10 @@ def main(argv=None) -> int:
 
     runnable, skipped = [], {}  # skipped: first missing file -> variants it stops
     for objective, defense in variants():
-        files = inputs(results, a.scenario, objective, config["defenses"][defense])
-        missing = [built(path) for path in files.values() if not built(path).exists()]
+        run = {"model": a.model, "scenario": a.scenario, "objective": objective, "defense": defense,
+               "budget": a.budget, "seed": 0}
+        files = inputs(config, run, results)
+        missing = [built(path) for path in flat(files) if not built(path).exists()]
         if missing:
             skipped.setdefault(missing[0], []).append(label(objective, defense))
         else:

@@ -34,6 +34,14 @@ def add_hf_model(config: dict, **spec) -> dict:
     return config
 
 
+def without_interleave_with(config: dict, defense: str) -> dict:
+    """The config's studies with the default config's `defense` variant in place of interleave."""
+    config["defenses"][defense] = load(ROOT / "config.yaml")["defenses"][defense]
+    for study in config["studies"].values():
+        study["defenses"] = [defense if d == "interleave" else d for d in study["defenses"]]
+    return config
+
+
 @pytest.fixture(scope="module")
 def smoke_config() -> dict:
     return load(ROOT / "configs/smoke.yaml")
@@ -112,6 +120,11 @@ BAD_CONFIGS = [
     ("hf model without the pools of the probe", lambda c: add_hf_model(c)["models"]["big"]["data"]["pools"].pop("benign_requests"),
      "config key models.big.data.pools.benign_requests: missing; defense 'adaptive_probe' (study adaptive) trains "
      "its probe on it"),
+    ("hf model without the pools of lisa", lambda c: without_interleave_with(add_hf_model(c), "lisa")["models"]["big"]
+     ["data"]["pools"].pop("refusals"),
+     "config key models.big.data.pools.refusals: missing; defense 'lisa' (study ema_defenses) mixes it in"),
+    ("safelora on an hf model without unaligned_model", lambda c: without_interleave_with(add_hf_model(c), "safelora"),
+     "config key defenses.safelora.unaligned_model: safelora on a real model needs the model before safety tuning"),
     ("hf model without the general eval set", lambda c: add_hf_model(c)["models"]["big"]["data"]["eval"].pop("general"),
      "config key models.big.data.eval.general: missing; every evaluation projects answers on the persona vector"),
 ]
@@ -126,6 +139,20 @@ def test_bad_config_raises_one_line_naming_the_key(smoke_config, edit, expected)
     message = str(error.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_a_declared_input_that_is_taken_fails_validation_not_the_dag(smoke_config, monkeypatch):
+    """An error of a defense's inputs() surfaces in validate(), for toy models too (no data check runs there)."""
+    from tests.fixtures import logit_l2
+
+    config = copy.deepcopy(smoke_config)
+    config["defenses"]["logit_l2"] = {"type": "tests.fixtures.logit_l2", "weight": 1.0}
+    config["studies"]["ema_defenses"]["defenses"].append("logit_l2")
+    validate(copy.deepcopy(config))
+    monkeypatch.setattr(logit_l2.Defense, "inputs", classmethod(lambda cls, settings, run, config: {"data": "x.jsonl"}))
+    with pytest.raises(ConfigError, match=r"^config key defenses\.logit_l2\.type: tests\.fixtures\.logit_l2 declares "
+                                          r"input 'data', which is taken"):
+        validate(config)
 
 
 def test_yaml_reads_1e_minus_4_as_text_and_validation_says_so(tmp_path, smoke_config):

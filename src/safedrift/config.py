@@ -177,6 +177,9 @@ def _check_references(config: dict) -> None:
             _check_extra_reference(config, name, i, extra)
         for run in study_runs(config, name):
             check_composable(config, run, f"studies.{name}")
+            # inputs() raise ConfigError on settings a run cannot use (safelora on an hf model without
+            # unaligned_model, a taken input name): here, not when Snakemake builds the DAG
+            finetune_declared_inputs(config, run)
     _check_claims(config)
 
 

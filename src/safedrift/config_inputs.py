@@ -6,8 +6,9 @@ naming the key and what to do, raised before any job starts.
   EVAL_SETS for toy models, `models.<m>.data.eval` for hf models); otherwise it would be skipped
   for every model without a word.
 - `check_model_data`: an hf model has the `data` entries the runs of its studies read (pools
-  that scenarios sample, pools that interleaving and the probe use, the `general` questions of
-  the persona vector); otherwise Snakemake stops with a MissingInputException on a results file.
+  that scenarios sample, world pools an objective or defense declares among its inputs(), pools
+  a defense's data_pools() names, e.g. the adaptive probe's, the `general` questions of the
+  persona vector); otherwise Snakemake stops with a MissingInputException on a results file.
 - `check_attack_sets`: attack options (`jailbreaks`, `prefill`) sit on eval entries of harmful
   requests (safedrift.data.attacks), checked again by the data stage.
 - `check_paths`: the data files exist (or, for an entry with `fetch: <dataset>`, are files of that
@@ -24,6 +25,7 @@ from safedrift.data.attacks import check_attack_entry
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import FOLDER_FORMATS, PROMPT_ONLY
 from safedrift.data.scenarios import pools_needed
+from safedrift.defenses import defense_class
 from safedrift.errors import ConfigError, DataError
 from safedrift.world.corpus import EVAL_SETS
 
@@ -50,6 +52,24 @@ def _entries(needs: dict) -> str:
                         for what, names in (("eval set", evals), ("pool", pools)) if names)
 
 
+def declared_pools(config: dict, run: dict) -> dict[str, str]:
+    """{pool: "defense" or "objective" (the axis that declares it)} for the world pools
+    (results/<model>/world/pools/<pool>.jsonl) among the files the run's objective and defense
+    declare (their inputs())."""
+    from safedrift.config import finetune_declared_inputs  # safedrift.config imports this module
+
+    pattern = re.compile(rf"results/{re.escape(run['model'])}/world/pools/([^/]+)\.jsonl")
+    defense = config["defenses"][run["defense"]]
+    from_defense = set(defense_class(defense["type"]).inputs(defense, run, config))
+    pools = {}
+    for name, paths in finetune_declared_inputs(config, run).items():
+        for path in paths if isinstance(paths, list) else [paths]:
+            match = pattern.fullmatch(path)
+            if match:
+                pools.setdefault(match[1], "defense" if name in from_defense else "objective")
+    return pools
+
+
 def data_needs(config: dict, model: str, study_runs: dict[str, list[dict]]) -> dict[tuple[str, str], str]:
     """{(section, name): why} for the data entries the runs of `model` read, first reason first."""
     needs: dict[tuple[str, str], str] = {}
@@ -62,14 +82,12 @@ def data_needs(config: dict, model: str, study_runs: dict[str, list[dict]]) -> d
             scenario = {"name": run["scenario"], **config["scenarios"][run["scenario"]]}
             for pool in pools_needed(scenario):
                 needs.setdefault(("pools", pool), f"scenario {run['scenario']!r} (study {study}) samples it")
+            for pool, axis in declared_pools(config, run).items():
+                what = "mixes it in" if axis == "defense" else "trains on it"
+                needs.setdefault(("pools", pool), f"{axis} {run[axis]!r} (study {study}) {what}")
             defense = config["defenses"][run["defense"]]
-            if defense["type"] == "interleave":
-                for pool in ("refusals", "tasks"):
-                    needs.setdefault(("pools", pool), f"defense {run['defense']!r} (study {study}) mixes it in")
-            if defense["type"] == "adaptive" and defense["risk"] == "probe":
-                for pool in ("harmful", "benign_requests", "tasks"):
-                    needs.setdefault(("pools", pool), f"defense {run['defense']!r} (study {study}) trains its "
-                                                      "probe on it")
+            for pool, what in defense_class(defense["type"]).data_pools(defense, config).items():
+                needs.setdefault(("pools", pool), f"defense {run['defense']!r} (study {study}) {what}")
     return needs
 
 

@@ -51,6 +51,13 @@ class Defense(Base):
         return {"risk": f"results/{run['model']}/risk/{settings['risk']}/{run['scenario']}.jsonl"}
 
     @classmethod
+    def data_pools(cls, settings, config):
+        # the risk rule trains the activation probe on these pools (safedrift.risk)
+        if settings["risk"] != "probe":
+            return {}
+        return {pool: "trains its probe on it" for pool in ("harmful", "benign_requests", "tasks")}
+
+    @classmethod
     def check(cls, name, settings, config):
         if settings.get("rule") != "per_batch" and settings["lambda_min"] > settings["lambda_max"]:
             raise ConfigError(f"config key defenses.{name}.lambda_min: {settings['lambda_min']} exceeds lambda_max "

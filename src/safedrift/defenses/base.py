@@ -8,6 +8,7 @@ validation and the Snakemake rules):
 - `stateful`: True when it keeps state outside the trainer's checkpoint (an anchor copy of the
   weights, say), so a budget ladder cannot continue a smaller budget: each budget trains afresh;
 - `inputs(settings, run, config)`: the files it reads, by name (the finetune rule's inputs);
+- `data_pools(settings, config)`: world pools it needs beyond those files ({pool: what for});
 - `check(name, settings, config)`: cross-checks its schema cannot express (ConfigError);
 - `resolve(run_settings, config)`: the run's settings with what it takes from elsewhere in the config.
 
@@ -32,6 +33,12 @@ class Defense:
     def inputs(cls, settings: dict, run: dict, config: dict) -> dict[str, str | list[str]]:
         """Files this defense reads, by name, for `run` (keys model, scenario, objective, defense, budget,
         seed); paths relative to the workflow root."""
+        return {}
+
+    @classmethod
+    def data_pools(cls, settings: dict, config: dict) -> dict[str, str]:
+        """World pools this defense needs beyond its inputs() (e.g. to train a probe that builds one of
+        them), as {pool: what it does with it}; a real model must list each under models.<m>.data.pools."""
         return {}
 
     @classmethod
