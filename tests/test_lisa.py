@@ -128,3 +128,17 @@ def test_run_alternates_states_and_logs_the_proximal_term(smoke, tmp_path):
     # only from the safe pool, so the 4 safe steps show up as refusals beside the scenario's sources
     assert sum(card["sources"].values()) == 6 * 8
     assert card["sources"]["harmful"] + card["sources"]["new_task"] <= 2 * 8 and card["sources"]["refusals"] > 0
+
+
+def test_a_stateful_defense_never_resumes_a_checkpoint(tmp_path):
+    """Lisa's anchor is not in the trainer's checkpoint: a killed Lisa run starts afresh (a resume would
+    re-anchor at the resume step, not at the last switch)."""
+    from safedrift.finetune.checkpoints import prepare_checkpoints
+
+    ckpt = tmp_path / "checkpoints" / "checkpoint-4"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoints" / "fingerprint").write_text("f")
+    assert prepare_checkpoints(tmp_path, "f", None)[0] == str(ckpt)
+    assert prepare_checkpoints(tmp_path, "f", None, resume=False)[0] is None and not ckpt.exists()
+    assert make_defense({"type": "lisa"}, SimpleNamespace()).stateful

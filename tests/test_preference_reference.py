@@ -51,3 +51,15 @@ def test_only_objectives_that_need_a_reference_copy_the_model(objective, copies,
                        inputs={"reference_responses": str(responses)})
     assert card["steps"] == settings["budget"]["steps"]
     assert len(model_copies) == copies, f"{objective}: fine-tuning made {len(model_copies)} model copies {model_copies}"
+
+
+def test_a_preference_objective_refuses_a_defense_that_brings_terms_or_data():
+    """TRL's preference trainers run no loss terms and mix no data: a defense that brings either (one
+    that wrongly declares it composes with preference objectives) fails instead of being dropped."""
+    from safedrift.errors import ConfigError
+    from safedrift.objectives import make_objective
+
+    dpo = make_objective({"name": "dpo", "type": "dpo", "beta": 0.1}, types.SimpleNamespace(inputs={}))
+    for kwargs in ({"terms": [object()]}, {"columns": {"safe": [0.0, 1.0]}}, {"columns": {"kl_weight": [0.5]}}):
+        with pytest.raises(ConfigError, match="trains on preference pairs"):
+            dpo.make_trainer(None, None, [], {}, [], **kwargs)

@@ -68,6 +68,8 @@ def test_a_study_on_two_references_runs_its_grid_on_each_and_only_variant_runs_c
     (lambda c: c["references"].update(default={"type": "vaccine", "rho": 1.0}), "references.default.type"),
     (lambda c: c["references"].update(vaccine={"type": "vaccine"}), "references.vaccine.rho"),
     (lambda c: c["references"].update(vaccine={"type": "vaccine", "rho": -1.0}), "references.vaccine.rho"),
+    # results/<m>/reference/eval/ is the default reference's own evaluation folder
+    (lambda c: c["references"].update(eval={"type": "vaccine", "rho": 1.0}), "references.eval"),
 ])
 def test_bad_reference_config_names_the_key(edit, key):
     config = smoke_config()

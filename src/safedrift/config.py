@@ -183,8 +183,14 @@ def _check_references(config: dict) -> None:
     _check_claims(config)
 
 
+RESERVED_REFERENCE_NAMES = ("eval", "state", "checkpoints")
+
+
 def _check_reference_variants(config: dict) -> None:
     for name, ref in config.get("references", {}).items():
+        if name in RESERVED_REFERENCE_NAMES:  # results/<m>/reference/<name>/ would be a folder of the default's
+            raise ConfigError(f"config key references.{name}: the name is the default reference's own "
+                              f"{name}/ folder; call the variant something else")
         if (name == DEFAULT_REFERENCE) != (ref["type"] == "aligned"):
             raise ConfigError(f"config key references.{name}.type: `default` is the pipeline's aligned reference "
                               f"(type: aligned) and a variant under another name is not aligned again; got "

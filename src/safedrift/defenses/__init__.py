@@ -10,8 +10,9 @@ Modules are imported only when a run uses them. To add a defense:
    weights before they are saved). See defenses/base.py;
 2. add `"<type>": "safedrift.defenses.<type>"` to DEFENSES below;
 3. a variant in config.yaml's `defenses:` (and a study using it) and a test.
-Nothing else names a defense type: config validation, the Snakemake rules and finetune.run ask
-this registry. A defense outside the package needs no registration: `type: my_pkg.my_defense`
+No code names a defense type elsewhere: config validation, the Snakemake rules and finetune.run ask
+this registry (the README's config-keys table and the schema's `defenses` description list the
+built-in types for readers). A defense outside the package needs no registration: `type: my_pkg.my_defense`
 (a dotted module path importable on PYTHONPATH) works the same.
 """
 

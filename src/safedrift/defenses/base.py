@@ -6,7 +6,8 @@ validation and the Snakemake rules):
   shared `#/$defs/...` of workflow/schemas/config.schema.yaml (fraction, kl_direction, name, ...);
 - `composes_with`: the objective families it works with ("sft", "preference");
 - `stateful`: True when it keeps state outside the trainer's checkpoint (an anchor copy of the
-  weights, say), so a budget ladder cannot continue a smaller budget: each budget trains afresh;
+  weights, say), so a budget ladder cannot continue a smaller budget and a killed run cannot resume
+  from its checkpoint: each trains afresh;
 - `inputs(settings, run, config)`: the files it reads, by name (the finetune rule's inputs);
 - `data_pools(settings, config)`: world pools it needs beyond those files ({pool: what for});
 - `check(name, settings, config)`: cross-checks its schema cannot express (ConfigError);
@@ -31,8 +32,8 @@ class Defense:
 
     @classmethod
     def inputs(cls, settings: dict, run: dict, config: dict) -> dict[str, str | list[str]]:
-        """Files this defense reads, by name, for `run` (keys model, scenario, objective, defense, budget,
-        seed); paths relative to the workflow root."""
+        """Files this defense reads, by name, for `run` (keys model, reference, scenario, objective,
+        defense, budget, seed); paths relative to the workflow root."""
         return {}
 
     @classmethod

@@ -36,6 +36,7 @@ import torch
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.errors import ConfigError, DataError
+from safedrift.layout import DEFAULT_REFERENCE, reference_model
 from safedrift.registry import type_schema
 
 DEFAULTS = {"select": "number", "threshold": 0.5, "projected_layers": 10}
@@ -170,9 +171,9 @@ class Defense(Base):
     @classmethod
     def inputs(cls, settings, run, config):
         model = config["models"][run["model"]]
-        if model["source"] == "toy":
-            return {"aligned": f"results/{run['model']}/reference/model.safetensors",
-                    "unaligned": f"results/{run['model']}/pretrained/model.safetensors"}
+        if model["source"] == "toy":  # aligned: the run's own reference (a variant's, for runs on one)
+            _, files = reference_model(config, run["model"], run.get("reference", DEFAULT_REFERENCE))
+            return {"aligned": files[0], "unaligned": f"results/{run['model']}/pretrained/model.safetensors"}
         if "unaligned_model" not in settings:
             raise ConfigError(f"config key defenses.{run['defense']}.unaligned_model: safelora on a real model needs "
                               "the model before safety tuning (a folder or hub id)")

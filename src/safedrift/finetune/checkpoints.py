@@ -79,9 +79,13 @@ def truncate_log(path: Path, last_step: int) -> None:
         path.write_text("".join(line + "\n" for line, record in records if record["step"] <= last_step))
 
 
-def prepare_checkpoints(out: Path, fingerprint: str, start_from: str | None) -> tuple[str | None, Path]:
+def prepare_checkpoints(out: Path, fingerprint: str, start_from: str | None,
+                        resume: bool = True) -> tuple[str | None, Path]:
     """(the checkpoint to resume from or None, the step log being written): this run's own checkpoint
-    made with the same fingerprint, else the smaller budget's final state (a ladder), else a fresh log."""
+    made with the same fingerprint (unless `resume` is False), else the smaller budget's final state (a
+    ladder), else a fresh log."""
+    if not resume:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     resume = resumable_checkpoint(out / "checkpoints", fingerprint)
     log_path = out / "train_log.partial.jsonl"
     if resume:

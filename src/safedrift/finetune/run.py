@@ -1,6 +1,7 @@
 """Stage `finetune.run`: fine-tune one run and write its folder.
 
-    results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}/
+    results/{model}/runs/{scenario}/{objective}/{defense}/{budget}/seed{seed}/   (safedrift.layout; on a
+        reference variant: results/{model}/runs@{variant}/...)
         model/            loadable HF folder (full weights) or PEFT adapter (LoRA)
         train_log.jsonl   every loss component per optimizer step, learning rate, tokens seen
         run_card.json     resolved settings, data hashes, package versions, wall time
@@ -76,7 +77,8 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
     files = {"scenario": data, **ctx.inputs, "chat_template": ft.get("chat_template")}
     hashes = {name: digest for name, path in files.items() if path and (digest := file_digest(path))}
     fingerprint = checkpoint_fingerprint(settings, hashes)
-    resume, log_path = prepare_checkpoints(out, fingerprint, start_from)
+    # a stateful defense keeps state outside the trainer's checkpoint (Lisa's anchor): it starts afresh
+    resume, log_path = prepare_checkpoints(out, fingerprint, start_from, resume=not defense.stateful)
     started_at = int(resume.rsplit("-", 1)[1]) if resume else 0
 
     # the defense picks its safe data from the scenario's rows as they are; the objective then

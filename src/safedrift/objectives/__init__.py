@@ -7,7 +7,7 @@ objective, not all of them). To add an objective:
    `inputs(settings, run, config)`; an SFT-family objective overrides `prepare(rows)` (e.g.
    system prompts) and/or `terms()` (loss terms, finetune.terms) and is trained by the shared SFT
    trainer; one with its own TRL trainer overrides `make_trainer(...)` (preference pairs:
-   subclass objectives/preference.py's PreferenceObjective). See objectives/base.py;
+   subclass objectives/preference.py's PreferenceObjective and write its `preference_trainer(...)`). See objectives/base.py;
 2. add `"<type>": "safedrift.objectives.<type>"` to OBJECTIVES below;
 3. a variant in config.yaml's `objectives:` (and a study using it) and a test.
 Nothing else names an objective type. One outside the package needs no registration:

@@ -17,7 +17,7 @@ class Objective(PreferenceObjective):
                                  "loss_type": {"enum": ["sigmoid", "ipo", "hinge"]}}, ("beta",))
     needs_reference = True
 
-    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
+    def preference_trainer(self, model, tokenizer, rows, common_args, callbacks, reference=None):
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common_args, beta=self.settings["beta"],

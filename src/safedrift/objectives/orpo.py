@@ -9,7 +9,7 @@ from safedrift.objectives.preference import PreferenceObjective
 class Objective(PreferenceObjective):
     schema = type_schema("orpo", {"beta": {"$ref": "#/$defs/positive_number"}}, ("beta",))
 
-    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
+    def preference_trainer(self, model, tokenizer, rows, common_args, callbacks, reference=None):
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
         args = ORPOConfig(**common_args, beta=self.settings["beta"], disable_dropout=True)

@@ -40,6 +40,16 @@ class PreferenceObjective(Objective):
     def card(self, rows):
         return {"pairs": dict(self.pair_counts)}
 
+    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
+        """The TRL preference trainer (`preference_trainer`). It runs no loss terms and mixes no safe data: a
+        defense that brings either cannot train here (its `composes_with` must leave out "preference")."""
+        if terms or any(v for name, values in (columns or {}).items() for v in values if name != "safe") or any(
+                (columns or {}).get("safe", [])):
+            raise ConfigError(f"objective {self.settings.get('name', self.settings['type'])!r} trains on preference pairs "
+                              "with TRL's own loss: the run's defense adds loss terms or data it cannot use; declare "
+                              "composes_with = ('sft',) on that defense (the config check then names the study)")
+        return self.preference_trainer(model, tokenizer, rows, common_args, callbacks, reference=reference)
+
     @staticmethod
     def dataset(rows):
         """TRL's conversational preference dataset of `rows` (pairs in training order)."""
