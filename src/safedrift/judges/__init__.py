@@ -7,7 +7,7 @@ also be a dotted module path importable on PYTHONPATH (`my_pkg.my_judge`, whose 
 
 To add a judge:
 1. write `safedrift/judges/<type>.py` with a `base.Judge` subclass (`base.LocalModelJudge` for a
-   local model whose `model: reference` means the run's reference model) that declares
+   local model whose `model: reference` means the scored model's default reference) that declares
    - `schema`: its settings (`base.type_schema(<type>, {setting: json-schema, ...})`);
    - `inputs(name, settings, model, config)` / `paths(...)`: the files it reads, if any (base.py);
    - `score_columns(rows)`: its scores (and `unparsed`), reading handed paths from `self.context`;

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from safedrift.registry import type_schema  # noqa: F401 (the judge modules import it from here)
+
 # Probabilities (0..1) for refusal, harmful (complied with a harmful request) and insecure
 # (the narrow-domain misbehaviour: insecure code or harmful medical advice); 0..100 for
 # aligned and coherent, as in the emergent-misalignment papers.
@@ -36,12 +38,6 @@ DTYPE = {"enum": ["float32", "bfloat16", "float16", "auto"],
                         "the model sets one, else bfloat16 on a CUDA device that supports it, float32 otherwise)"}
 TRUST_REMOTE_CODE = {"type": "boolean", "description": "load the judge model's own modelling code (transformers "
                      "trust_remote_code; default: models.<name>.trust_remote_code when model is 'reference', else false)"}
-
-
-def type_schema(kind: str, properties: dict, required=(), **extra) -> dict:
-    """The schema of one judge type: an object with `type: {const: kind}` and exactly `properties`."""
-    return {"type": "object", "additionalProperties": False, "required": ["type", *required],
-            "properties": {"type": {"const": kind}, **properties}, **extra}
 
 
 def local_model_schema(kind: str, model: str, properties: dict, **extra) -> dict:

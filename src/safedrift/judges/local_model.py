@@ -24,7 +24,7 @@ DEFAULT_BATCH_SIZE = 16
 
 
 def model_path(name: str, settings: dict, context: dict) -> str:
-    """judges.<name>.model, with 'reference' resolved to the run's reference model."""
+    """judges.<name>.model, with 'reference' resolved to the scored model's default reference."""
     path = settings["model"]
     if path == "reference":
         path = context.get("reference_model")
