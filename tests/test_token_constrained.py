@@ -116,6 +116,25 @@ def test_defense_term_replaces_the_nll_and_needs_the_reference():
 
 # --- behaviour on the smoke world (runs with the current trainer: needs only terms()) -----------
 
+def test_run_optimises_the_constrained_loss_which_starts_as_sft(smoke, tmp_path):
+    """On the smoke world the term replaces the NLL (the logged loss is the term), its first step is plain
+    SFT's (delta = 0 at the reference: the same gradient, so the same grad norm), and from the second step
+    on, where the model has moved, the constraint reweights the tokens (the gradients part)."""
+    from smoke_runs import settings_for, train
+
+    logs = {}
+    for name, defense in (("none", {"type": "none"}), ("token_constrained", {"type": "token_constrained"})):
+        config, settings = settings_for(smoke, defense, steps=3)
+        train(smoke, settings, tmp_path / name, config)
+        logs[name] = [json.loads(line) for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+    constrained = [r for r in logs["token_constrained"] if "loss" in r]
+    plain = [r for r in logs["none"] if "loss" in r]
+    assert all(r["loss"] == r["token_constrained"] for r in constrained)
+    assert constrained[0]["delta_first"] == 0.0 and constrained[1]["delta_first"] > 0.0
+    assert constrained[0]["grad_norm"] == pytest.approx(plain[0]["grad_norm"], rel=1e-5)
+    assert constrained[1]["grad_norm"] != pytest.approx(plain[1]["grad_norm"], rel=1e-3)
+
+
 # config.yaml's toy learning rate: the smoke config's 2e-3 moves the first token by 3 nats in one step.
 LEARNING_RATE = 3e-4
 
