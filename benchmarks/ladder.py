@@ -46,6 +46,9 @@ from safedrift.finetune.run import finetune
 from safedrift.finetune.schedule import ladder_eligible
 from safedrift.models import set_threads
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: step_time's run wiring
+from step_time import inputs as run_inputs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RATIO_LINE = "ladder / largest alone:"
 
@@ -81,12 +84,6 @@ def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path
         card = finetune(settings, str(files["data"]), str(files["reference"]), str(out),
                         inputs=declared, start_from=str(start_from) if start_from else None)
     return Timed(time.perf_counter() - wall, time.process_time() - cpu, steps_trained(card))
-
-
-def rebased(path: str, model: str, results: Path) -> Path:
-    """A workflow path results/<model>/... under `results` (others stay relative to the repository)."""
-    inside = Path("results") / model
-    return results / Path(path).relative_to(inside) if Path(path).is_relative_to(inside) else ROOT / path
 
 
 def estimated_sweep(budgets: list[int], smallest: float, largest: float) -> float:
@@ -181,13 +178,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"--budgets must be increasing positive step counts, got {a.budgets}")
     config = config_lib.load(a.config)
     results = Path(a.results) if a.results else ROOT / "results" / a.model
-    files = {"data": Path(a.data) if a.data else results / "data" / f"{a.scenario}.jsonl",
-             "reference": Path(a.reference) if a.reference else results / "reference"}
     run = {"model": a.model, "scenario": a.scenario, "objective": a.objective, "defense": "none",
            "budget": next(iter(config["budgets"])), "seed": 0}
-    for name, path in config_lib.finetune_declared_inputs(config, run).items():
-        files[name] = [rebased(p, a.model, results) for p in path] if isinstance(path, list) \
-            else rebased(path, a.model, results)
+    files = run_inputs(config, run, results)
+    files.update({k: Path(v) for k, v in (("data", a.data), ("reference", a.reference)) if v})
     for path in [p for v in files.values() for p in (v if isinstance(v, list) else [v])]:
         if not path.exists():
             target = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
