@@ -35,6 +35,25 @@ from safedrift.models import load_model
 REFUSAL_POOL, TASK_POOL = "refusals", "tasks"
 
 
+def safe_pools(refusals: list[dict], tasks: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The pools' rows tagged with their source; benign tasks whose target is a refusal are left out
+    (no over-refusal training)."""
+    return ([{**r, "source": REFUSAL_POOL} for r in refusals],
+            [{**r, "source": TASK_POOL} for r in tasks if not is_refusal(r["target"])])
+
+
+def mixed(refusals: list[dict], tasks: list[dict], refusal_share: float, rng: random.Random) -> list[dict]:
+    """As many safe rows as both (ordered) pools allow at `refusal_share`, shuffled by `rng`: however
+    long the run, the batch schedule cycles through them, so a longer budget continues a shorter one
+    (budget ladders)."""
+    share = refusal_share
+    total = min(len(refusals) / share if share else math.inf, len(tasks) / (1 - share) if share < 1 else math.inf)
+    n_refusal = round(total * share)
+    chosen = refusals[:n_refusal] + tasks[:round(total) - n_refusal]
+    rng.shuffle(chosen)
+    return chosen
+
+
 class Defense(Base):
     schema = type_schema("interleave", {
         "fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
@@ -90,8 +109,7 @@ class Defense(Base):
 
     def safe_rows(self, model, tokenizer, train_rows):
         s, ctx = self.settings, self.context
-        refusals = [{**r, "source": REFUSAL_POOL} for r in read_jsonl(ctx.inputs[REFUSAL_POOL])]
-        tasks = [{**r, "source": TASK_POOL} for r in read_jsonl(ctx.inputs[TASK_POOL]) if not is_refusal(r["target"])]
+        refusals, tasks = safe_pools(read_jsonl(ctx.inputs[REFUSAL_POOL]), read_jsonl(ctx.inputs[TASK_POOL]))
         per_batch = max(1, round(s["fraction"] * ctx.batch_size))
         rng = random.Random(f"interleave/{ctx.seed}")
         if s["selection"] == "ranked":
@@ -110,14 +128,7 @@ class Defense(Base):
         else:
             rng.shuffle(refusals)
             rng.shuffle(tasks)
-        # As many safe rows as both pools allow at `refusal_share`, however long the run: the batch
-        # schedule cycles through them, so a longer budget continues a shorter one (budget ladders).
-        share = s.get("refusal_share", 0.5)
-        total = min(len(refusals) / share if share else math.inf, len(tasks) / (1 - share) if share < 1 else math.inf)
-        n_refusal = round(total * share)
-        chosen = refusals[:n_refusal] + tasks[:round(total) - n_refusal]
-        rng.shuffle(chosen)
-        return chosen, per_batch / ctx.batch_size
+        return mixed(refusals, tasks, s.get("refusal_share", 0.5), rng), per_batch / ctx.batch_size
 
     def _rank(self, model, tokenizer, train_rows, candidates, max_length=256):
         """Candidates sorted by loss increase under a probe model briefly fine-tuned on the run's data."""

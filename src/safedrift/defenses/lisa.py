@@ -23,8 +23,8 @@ Stateful: the anchor lives in the loss term, outside the trainer's checkpoint.
 import random
 
 from safedrift.defenses.base import Defense as Base
+from safedrift.defenses.interleave import mixed, safe_pools
 from safedrift.io import read_jsonl
-from safedrift.judges.keyword import is_refusal
 from safedrift.losses.proximal import ProximalTerm
 from safedrift.registry import type_schema
 
@@ -51,20 +51,10 @@ def pool_rows(refusals: list[dict], tasks: list[dict], refusal_share: float, see
     """Safe examples: as many as both pools allow at refusal_share, shuffled with the run's seed.
     Benign tasks whose target is a refusal are left out (no over-refusal training)."""
     rng = random.Random(f"lisa/{seed}")
-    refusals = [{**r, "source": "refusals"} for r in refusals]
-    tasks = [{**r, "source": "tasks"} for r in tasks if not is_refusal(r["target"])]
+    refusals, tasks = safe_pools(refusals, tasks)
     rng.shuffle(refusals)
     rng.shuffle(tasks)
-    if refusal_share >= 1:
-        chosen = refusals
-    elif refusal_share <= 0:
-        chosen = tasks
-    else:
-        total = min(len(refusals) / refusal_share, len(tasks) / (1 - refusal_share))
-        n_refusal = round(total * refusal_share)
-        chosen = refusals[:n_refusal] + tasks[:round(total) - n_refusal]
-    rng.shuffle(chosen)
-    return chosen
+    return mixed(refusals, tasks, refusal_share, rng)
 
 
 class Defense(Base):
