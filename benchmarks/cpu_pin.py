@@ -2,14 +2,15 @@
 
 Builds the world corpus and tokenizer of a config (the smoke config by default) in a temporary
 folder, then runs the real `python -m safedrift world.pretrain` stage for --steps optimizer steps,
-alternating SAFEDRIFT_CPU_PIN=avx2 (the default) and off (each library dispatches for this CPU),
-so that load from other processes hits both alike. Reports medians of the job's wall time, its CPU
+alternating two SAFEDRIFT_CPU_PIN settings (--compare; by default avx2, the default pins, and off: each
+library dispatches for this CPU), so that load from other processes hits both alike. Reports medians of the job's wall time, its CPU
 time (user + system of the process: unaffected by the machine pausing or sharing it) and the
-training loop's wall time (the trainer's train_runtime), their pinned/unpinned ratios, and
+training loop's wall time (the trainer's train_runtime), their ratios (first setting / second), and
 whether the two settings gave the same weights.
 
     python benchmarks/cpu_pin.py --rounds 3
     python benchmarks/cpu_pin.py --config config.yaml --steps 40   # the default toy model
+    python benchmarks/cpu_pin.py --compare portable,avx2             # MKL's cross-vendor branch: cost, bits
 """
 
 from __future__ import annotations
@@ -51,14 +52,18 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=60, help="optimizer steps per run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (Snakemake gives pretrain --cores)")
     p.add_argument("--rounds", type=int, default=3, help="runs per setting")
+    p.add_argument("--compare", default="avx2,off", help="two SAFEDRIFT_CPU_PIN settings: avx2, portable, off")
     a = p.parse_args(argv)
+    names = a.compare.split(",")
+    if len(names) != 2 or any(name not in cpu_pin.MODES for name in names):
+        sys.exit(f"--compare {a.compare!r}: give two of avx2, portable, off, comma-separated")
     if cpu_pin.why_unsupported():
         sys.exit(f"no pins on this machine ({cpu_pin.why_unsupported()}): nothing to compare")
     config = yaml.safe_load(Path(a.config).read_text())
     settings = {**config["pretrain"], "steps": a.steps}
     base = {k: v for k, v in os.environ.items() if k not in OUTER_PIN_VARS}
     base.update({k: str(a.threads) for k in zygote.THREAD_ENV}, **{zygote.ENV_VAR: "0"})
-    envs = {"pinned": {**base, cpu_pin.PIN_VAR: "avx2"}, "unpinned": {**base, cpu_pin.PIN_VAR: "off"}}
+    envs = {name: {**base, cpu_pin.PIN_VAR: name} for name in names}
     with tempfile.TemporaryDirectory(prefix="safedrift-cpu-pin-") as tmp:
         work = Path(tmp)
         stage(["world.splits", "--product", "corpus", "--settings", json.dumps(product_settings(config["world"], "corpus")),
@@ -81,13 +86,15 @@ def main(argv=None) -> int:
                       flush=True)
     median = {name: {kind: statistics.median(v) for kind, v in t.items()} for name, t in times.items()}
     print(f"\n{a.config}: {a.steps} pretraining steps, {a.threads} thread(s), {a.rounds} rounds; CPU {cpu_pin.cpu_model()}")
-    print(f"pins: {cpu_pin.pins({})[1]}")
+    for name in names:
+        print(f"{name}: {cpu_pin.pins({cpu_pin.PIN_VAR: name})[1]}")
     print(f"{'median s':10s}{'job wall':>10s}{'job CPU':>10s}{'loop wall':>11s}  weights")
     for name in envs:
         m = median[name]
         print(f"{name:10s}{m['job']:10.1f}{m['CPU']:10.1f}{m['loop']:11.1f}  {', '.join(sorted(digests[name]))}")
-    print("pinned / unpinned: " + ", ".join(f"{kind} {median['pinned'][kind] / median['unpinned'][kind]:.2f}x"
-                                            for kind in ("job", "CPU", "loop")))
+    first, second = names
+    print(f"{first} / {second}: " + ", ".join(f"{kind} {median[first][kind] / median[second][kind]:.2f}x"
+                                             for kind in ("job", "CPU", "loop")))
     return 0
 
 

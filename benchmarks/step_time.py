@@ -10,7 +10,11 @@ a variant's time is the median over its rounds of the median step interval in th
 
     python benchmarks/step_time.py            # 5 rounds of the `large` budget's 40 steps
 
-Targets: steering <= 1.05x SFT, kl and ldifs <= 1.5x, adaptive <= kl + 5%.
+A run whose objective or defense reads the reference's cached log-probs (kl, kl_sft, adaptive:
+finetune.reference_logprobs) runs twice, with the cache and without it ("(live)": the reference's forward
+pass every step).
+
+Targets: steering <= 1.05x SFT, kl <= 1.1x (cached), ldifs <= 1.5x, adaptive <= kl + 5%.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ OBJECTIVES = ("sft", "dpo", "orpo", "cft", "inoculation", "kl_sft")
 DEFENSES = ("none", "kl", "ldifs", "steering", "interleave", "adaptive_probe", "adaptive_critic")
 BASELINE = ("sft", "none")
 # variant -> (variant it is compared with, largest allowed ratio).
-TARGETS = {"sft+steering": ("sft", 1.05), "sft+kl": ("sft", 1.5), "sft+ldifs": ("sft", 1.5),
+TARGETS = {"sft+steering": ("sft", 1.05), "sft+kl": ("sft", 1.1), "sft+ldifs": ("sft", 1.5),
            "sft+adaptive_probe": ("sft+kl", 1.05), "sft+adaptive_critic": ("sft+kl", 1.05)}
 
 
@@ -125,6 +129,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="first steps of each run left out of its median")
     p.add_argument("--reps", type=int, default=5, help="round-robin rounds over all variants")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the finetune rule uses 1)")
+    p.add_argument("--only", help="comma-separated variants to time (e.g. sft,sft+kl,sft+kl(live)); default all")
     a = p.parse_args(argv)
     set_threads(a.threads)
     config = config_lib.load(a.config)
@@ -140,22 +145,26 @@ def main(argv=None) -> int:
         if missing:
             skipped.setdefault(missing[0], []).append(label(objective, defense))
         else:
-            runnable.append((objective, defense, files))
+            runnable.append((label(objective, defense), objective, defense, files))
+            if "reference_logprobs" in files:
+                live = {k: v for k, v in files.items() if k != "reference_logprobs"}
+                runnable.append((f"{label(objective, defense)}(live)", objective, defense, live))
+    if a.only:
+        runnable = [r for r in runnable if r[0] in a.only.split(",")]
     for path, names in skipped.items():
         print(f"skipped {', '.join(names)}: {path} is missing; build it with `snakemake --cores 2 {target(path)}`")
-    if BASELINE not in [(o, d) for o, d, _ in runnable]:
+    if BASELINE not in [(o, d) for _, o, d, _ in runnable]:
         print("nothing to compare against: plain SFT cannot run")
         return 1
 
-    seconds: dict[str, list[float]] = {label(o, d): [] for o, d, _ in runnable}
+    seconds: dict[str, list[float]] = {name: [] for name, *_ in runnable}
     with tempfile.TemporaryDirectory(prefix="bench_step_time_") as work, open(Path(work) / "train.log", "w") as log:
         for rep in range(a.reps):
-            for objective, defense, files in runnable:
+            for name, objective, defense, files in runnable:
                 settings = copy.deepcopy(config_lib.run_settings(config, a.model, a.scenario, objective, defense,
                                                                  a.budget, 0))
                 settings["budget"]["steps"] = steps
                 settings["model"]["finetune"]["checkpoint_every"] = 0
-                name = label(objective, defense)
                 seconds[name].append(time_run(settings, files, Path(work) / f"{name}-{rep}", a.warmup, log))
                 print(f"  round {rep + 1}/{a.reps} {name:20s} {seconds[name][-1]:.4f} s/step", file=sys.stderr,
                       flush=True)

@@ -40,6 +40,36 @@ def test_pins_on_x86_64_with_avx2_and_none_elsewhere():
         assert cpu_pin.pins({cpu_pin.PIN_VAR: off}, machine="x86_64", flags=AVX2_CPU)[0] == {}
 
 
+def test_portable_pins_mkl_cross_vendor_branch_and_avx2_says_where_it_is_not_honoured():
+    values, why = cpu_pin.pins({cpu_pin.PIN_VAR: "portable"}, machine="x86_64", flags=AVX2_CPU, vendor="AuthenticAMD")
+    assert values == {**cpu_pin.AVX2_PINS, "MKL_CBWR": "COMPATIBLE,STRICT"}
+    assert "Intel-only" not in why
+    intel = cpu_pin.pins({}, machine="x86_64", flags=AVX2_CPU, vendor="GenuineIntel")[1]
+    amd = cpu_pin.pins({}, machine="x86_64", flags=AVX2_CPU, vendor="AuthenticAMD")[1]
+    assert "Intel-only" not in intel
+    assert "Intel-only" in amd and "AuthenticAMD" in amd and "SAFEDRIFT_CPU_PIN=portable" in amd
+
+
+GEMM_BITS = ("import hashlib, torch; g = torch.Generator().manual_seed(0); "
+             "a, b = torch.randn(96, 384, generator=g), torch.randn(384, 1500, generator=g); "
+             "print(hashlib.sha256((a @ b).numpy().tobytes()).hexdigest())")
+
+
+@pytest.mark.skipif(cpu_pin.why_unsupported() is not None, reason="no x86-64 AVX2 pins here")
+def test_portable_gemm_is_mkl_compatible_branch():
+    """A fp32 GEMM under SAFEDRIFT_CPU_PIN=portable has the bits of MKL's COMPATIBLE branch on one thread, whatever
+    the outer MKL_CBWR and the job's thread count (fails if portable maps to another branch, if the pin does not
+    override, or if a job's two threads reach MKL: COMPATIBLE sums in another order then)."""
+    def bits(threads, **env):
+        base = {k: v for k, v in os.environ.items() if k not in OUTER_PIN_VARS}
+        code = f"from safedrift import cpu_pin; cpu_pin.apply(); from safedrift.models import set_threads; " \
+               f"set_threads({threads}); {GEMM_BITS}"
+        return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                              check=True).stdout
+    compatible = bits(1, **{cpu_pin.PIN_VAR: "off", "MKL_CBWR": "COMPATIBLE,STRICT"})
+    assert bits(2, **{cpu_pin.PIN_VAR: "portable", "MKL_CBWR": "AUTO"}) == compatible
+
+
 def test_bad_setting_is_one_line_naming_the_variable():
     with pytest.raises(SafedriftError, match=r"SAFEDRIFT_CPU_PIN='avx512' is not a CPU pin: use avx2"):
         cpu_pin.pins({cpu_pin.PIN_VAR: "avx512"}, machine="x86_64", flags=AVX2_CPU)
@@ -47,7 +77,7 @@ def test_bad_setting_is_one_line_naming_the_variable():
                           env={**os.environ, cpu_pin.PIN_VAR: "avx512"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["safedrift: SAFEDRIFT_CPU_PIN='avx512' is not a CPU pin: "
-                                                "use avx2 (the default) or off"]
+                                                "use avx2 (the default), portable or off"]
 
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path):
@@ -56,6 +86,9 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     assert cpu_pin.cpu_flags(cpuinfo) == frozenset({"fpu", "sse2", "avx2", "fma"})
     assert cpu_pin.cpu_model(cpuinfo) == "Some CPU @ 2.0GHz"
     assert cpu_pin.cpu_flags(tmp_path / "missing") is None
+    assert cpu_pin.cpu_vendor(tmp_path / "missing") is None
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n")
+    assert cpu_pin.cpu_vendor(cpuinfo) == "AuthenticAMD"
 
 
 needs_avx2 = pytest.mark.skipif(cpu_pin.why_unsupported() is not None,

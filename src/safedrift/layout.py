@@ -44,6 +44,17 @@ def reference_model(config: dict, model: str, reference: str = DEFAULT_REFERENCE
     return config["models"][model]["path"], []
 
 
+def reference_logprobs_input(config: dict, run: dict) -> dict[str, str]:
+    """{"reference_logprobs": the cache of the reference's completion log-probs on the run's scenario}
+    (finetune.reference_logprobs) for a KL-regularized run, or {} where models.<m>.finetune.reference_logprobs
+    is off (default: on for toy models, off for hf models, whose vocabularies make it hundreds of GB)."""
+    spec = config["models"][run["model"]]
+    if not spec["finetune"].get("reference_logprobs", spec["source"] == "toy"):
+        return {}
+    reference = run.get("reference", DEFAULT_REFERENCE)
+    return {"reference_logprobs": f"results/{run['model']}/reference_logprobs/{reference}/{run['scenario']}.safetensors"}
+
+
 def run_dir(run: dict) -> str:
     """The folder of `run` (keys model, scenario, objective, defense, budget, seed; `reference`
     optional, default "default")."""

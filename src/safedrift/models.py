@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from safedrift import cpu_pin
 from safedrift.config_inputs import MODEL_FILES, model_path_problem
 from safedrift.errors import ModelPathError
 
@@ -53,6 +54,10 @@ def load_args(args) -> dict:
 
 
 def set_threads(threads: int | None) -> None:
+    """torch's thread count: `threads`, capped where the CPU pins need it (cpu_pin.thread_cap)."""
+    cap = cpu_pin.thread_cap(os.environ)
+    if cap:
+        threads = min(int(threads or cap), cap)
     if threads:
         torch.set_num_threads(int(threads))
 

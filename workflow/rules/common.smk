@@ -227,13 +227,26 @@ def finetune_inputs(wc):
         "data": f"results/{wc.model}/data/{wc.scenario}.jsonl",
         **finetune_declared_inputs(config, run),
     }
-    if config["models"][wc.model]["finetune"].get("chat_template"):  # a changed template retrains
-        inputs["chat_template"] = config["models"][wc.model]["finetune"]["chat_template"]
+    inputs.update(chat_template_input(wc.model))  # a changed template retrains
     previous = ladder_previous(config, run)
     if previous:  # a budget ladder: continue the next smaller budget's training state
         rung = run_dir({**run, "budget": previous})
         inputs["previous"] = [f"{rung}/state", f"{rung}/train_log.jsonl"]
     return inputs
+
+
+def chat_template_input(model):
+    """{"chat_template": the file} where models.<model>.finetune.chat_template names one, else {}."""
+    template = config["models"][model]["finetune"].get("chat_template")
+    return {"chat_template": template} if template else {}
+
+
+def reference_logprobs_settings(model):
+    """What the reference log-prob cache of `model` depends on: how the model loads and how a run encodes its rows."""
+    spec = config["models"][model]
+    encoding = ("max_length", "batch_size", "chat_template")
+    return {"name": model, **{k: v for k, v in spec.items() if k in ("source", "path", "dtype", "trust_remote_code")},
+            "finetune": {k: spec["finetune"][k] for k in encoding if k in spec["finetune"]}}
 
 
 def run_axes(wc):

@@ -49,6 +49,32 @@ rule reference_responses:
         " --max-new-tokens {params.max_new_tokens} {params.load} --threads {threads} > {log} 2>&1"
 
 
+rule reference_logprobs:
+    # once per reference and scenario: the reference's completion log-probs every KL run reads
+    conda:
+        CONDA_ENV
+    input:
+        sources("finetune.reference_logprobs"),
+        lambda wc: reference_files(wc.model, wc.reference),
+        unpack(lambda wc: chat_template_input(wc.model)),
+        data="results/{model}/data/{scenario}.jsonl",
+    output:
+        "results/{model}/reference_logprobs/{reference}/{scenario}.safetensors",
+    wildcard_constraints:
+        reference=alternation(REFERENCES),
+    params:
+        settings=lambda wc: canonical(reference_logprobs_settings(wc.model)),
+        reference=lambda wc: reference_path(wc.model, wc.reference),
+    threads: 1
+    benchmark:
+        "logs/benchmarks/reference_logprobs/{model}/{reference}/{scenario}.tsv"
+    log:
+        "logs/{model}/reference_logprobs/{reference}/{scenario}.log",
+    shell:
+        "python -m safedrift finetune.reference_logprobs --model-settings {params.settings:q} --scenario {wildcards.scenario}"
+        " --data {input.data} --reference {params.reference} --out {output} --threads {threads} > {log} 2>&1"
+
+
 rule finetune:
     conda:
         CONDA_ENV

@@ -19,6 +19,7 @@ import json
 import torch
 
 from safedrift.defenses.base import Defense as Base
+from safedrift.layout import reference_logprobs_input
 from safedrift.registry import type_schema
 from safedrift.errors import ConfigError, SafedriftError
 from safedrift.losses.adaptive import BatchMixtureTerm, batch_judge_score, batch_kl_weight, risk_weights
@@ -48,7 +49,8 @@ class Defense(Base):
 
     @classmethod
     def inputs(cls, settings, run, config):
-        return {"risk": f"results/{run['model']}/risk/{settings['risk']}/{run['scenario']}.jsonl"}
+        return {"risk": f"results/{run['model']}/risk/{settings['risk']}/{run['scenario']}.jsonl",
+                **reference_logprobs_input(config, run)}
 
     @classmethod
     def data_pools(cls, settings, config):

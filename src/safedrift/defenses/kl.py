@@ -4,14 +4,19 @@ The reference is the same weights with the adapter disabled under LoRA, or one f
 under full fine-tuning (finetune.run builds it)."""
 
 from safedrift.defenses.base import Defense as Base
-from safedrift.registry import type_schema
+from safedrift.layout import reference_logprobs_input
 from safedrift.losses.kl import KLTerm
+from safedrift.registry import type_schema
 
 
 class Defense(Base):
     schema = type_schema("kl", {"beta": {"type": "number", "minimum": 0},
                                 "direction": {"$ref": "#/$defs/kl_direction"}}, ("beta", "direction"))
     composes_with = ("sft",)
+
+    @classmethod
+    def inputs(cls, settings, run, config):
+        return reference_logprobs_input(config, run)
 
     def terms(self):
         return [KLTerm(self.settings["beta"], self.settings["direction"], name="kl")]

@@ -33,15 +33,18 @@ import copy
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
+from safedrift import cpu_pin
 from safedrift.defenses import make_defense
 from safedrift.finetune.checkpoints import (checkpoint_fingerprint, keep_final_state,  # noqa: F401 (API)
                                             prepare_checkpoints, resumable_checkpoint, truncate_log)
 from safedrift.finetune.context import RunContext
 from safedrift.finetune.encode import training_tokens
+from safedrift.finetune.reference_logprobs import ReferenceLogprobs
 from safedrift.finetune.schedule import schedule, steps_for_tokens
 from safedrift.io import read_jsonl, sha256_file, write_json
 from safedrift.models import load_model, load_tokenizer, save_atomic, set_threads, wrap_lora
@@ -93,13 +96,15 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
     ordered = schedule(train_rows, steps, step_examples, seed, safe, fraction, source=source, plan=plan)
     common = common_args(out / "checkpoints", steps, ft, seed)
     terms = objective.terms() + defense.terms()
-    frozen = None
+    frozen = cache = None
     if (objective.needs_reference or any(t.needs_reference for t in terms)) and ft["method"] != "lora":
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    if ctx.inputs.get("reference_logprobs"):
+        cache = ReferenceLogprobs(ctx.inputs["reference_logprobs"], reference)
     safe_ids = {id(r) for r in safe}
     columns = {**defense.example_columns(ordered), "safe": [float(id(r) in safe_ids) for r in ordered]}
     trainer = objective.make_trainer(model, tok, ordered, common, [JsonlLogCallback(log_path), SaveLastStep()],
-                                     terms=terms, columns=columns, reference=frozen)
+                                     terms=terms, columns=columns, reference=frozen, reference_logprobs=cache)
     with defense.during_training(model):
         result = trainer.train(resume_from_checkpoint=resume)
     defense.after_training(model)
@@ -122,10 +127,14 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
         "device": str(next(model.parameters()).device),
         "bf16": common["bf16"],
         "packages": {p: importlib.metadata.version(p) for p in PACKAGES},
+        # bits depend on the CPU's kernels: the pins and the CPU they ran on say which (cpu_pin)
+        "cpu": {"model": cpu_pin.cpu_model(), "vendor": cpu_pin.cpu_vendor(), "pins": cpu_pin.pins(os.environ)[1]},
         **card_extra,
         **objective.card(ordered),
     }
     card["data"]["scenario"]["rows"] = len(rows)
+    if cache is not None:  # training batches whose reference log-probs came from the cache / a live forward
+        card["reference_logprobs"] = {"file": cache.path, **trainer.reference_batches}
     write_json(out / "run_card.json", card)
     return card
 

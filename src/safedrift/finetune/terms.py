@@ -15,7 +15,9 @@ class Batch:
     each layer's output); columns: per-example floats, name -> [B] (a defense's example_columns(),
     e.g. the adaptive defense's `kl_weight`, and `safe`: 1.0 for rows from the defense's safe_rows());
     nll: scalar, the trainer's mean token NLL of the batch (for a term that replaces it); model: the
-    policy module being trained (for terms on the weights)."""
+    policy module being trained (for terms on the weights); reference_logprobs [N,V]: the reference's
+    log-probs at the N completion positions (finetune.reference_logprobs' cache), set instead of
+    reference_logits when the reference did not run."""
 
     labels: torch.Tensor
     attention_mask: torch.Tensor
@@ -26,6 +28,7 @@ class Batch:
     columns: dict[str, torch.Tensor] = field(default_factory=dict)
     nll: torch.Tensor | None = None
     model: torch.nn.Module | None = None
+    reference_logprobs: torch.Tensor | None = None
 
     @property
     def kl_weight(self) -> torch.Tensor | None:
@@ -40,6 +43,9 @@ class LossTerm:
 
     name = "term"
     needs_reference = False
+    # True: the term reads only batch.reference_logprobs (or reference_logits), so a cached batch skips
+    # the reference's forward pass (finetune.reference_logprobs)
+    reference_logprobs_suffice = False
     replaces_nll = False
     layers: tuple = ()  # hidden-state indices it reads (non-empty -> hidden states are computed)
 

@@ -3,7 +3,8 @@
 loss = NLL(completion tokens) + sum of the objective's and the defense's terms, each logged
 per step (a term that `replaces_nll` weighs the NLL itself: loss = sum of the terms). Reference
 forward passes (KL, LDIFS) run under no_grad, on the frozen reference copy (full fine-tuning)
-or the same model with its LoRA adapter disabled. Per-example floats of the dataset (a defense's
+or the same model with its LoRA adapter disabled; where every term needing the reference reads only
+its completion log-probs (KL) and the run's cache holds the batch, the cache replaces that pass. Per-example floats of the dataset (a defense's
 example_columns(), and `safe`) reach the terms as batch.columns.
 
 The dataset is already in training order (finetune.schedule); `train_sampling_strategy:
@@ -53,9 +54,10 @@ def total_loss(nll: torch.Tensor, terms, batch: Batch) -> tuple[torch.Tensor, di
 
 
 def sft_trainer(model, tokenizer, rows: list[dict], common_args: dict, callbacks: list, *, terms=(),
-                columns: dict | None = None, reference=None):
+                columns: dict | None = None, reference=None, reference_logprobs=None):
     """RegularizedSFTTrainer on `rows` (prompt `messages` + `target`, in training order) with the
-    per-example `columns` ({name: one float per row})."""
+    per-example `columns` ({name: one float per row}); reference_logprobs: a ReferenceLogprobs cache
+    (finetune.reference_logprobs) that replaces the reference's forward pass where it holds a batch."""
     from datasets import Dataset
     from trl import SFTConfig
 
@@ -67,7 +69,7 @@ def sft_trainer(model, tokenizer, rows: list[dict], common_args: dict, callbacks
                      shuffle_dataset=False)
     return make_sft_trainer_class()(model=model, args=args, train_dataset=Dataset.from_dict(data),
                                     processing_class=tokenizer, callbacks=callbacks, terms=terms, reference=reference,
-                                    column_names=list(columns))
+                                    column_names=list(columns), reference_logprobs=reference_logprobs)
 
 
 def make_sft_trainer_class():
@@ -77,10 +79,12 @@ def make_sft_trainer_class():
         # compute_loss returns a per-batch mean: the Trainer divides it for gradient accumulation
         loss_is_scaled_for_ga = False
 
-        def __init__(self, *args, terms=(), reference=None, column_names=(), **kwargs):
+        def __init__(self, *args, terms=(), reference=None, column_names=(), reference_logprobs=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.terms = list(terms)
             self.reference = reference
+            self.reference_logprobs = reference_logprobs
+            self.reference_batches = {"cached": 0, "live": 0}  # training batches that needed the reference
             self.column_names = tuple(column_names)
             self.data_collator = WithColumns(self.data_collator, self.column_names)
             self.layers_needed = sorted({i for t in self.terms for i in t.layers})
@@ -100,14 +104,21 @@ def make_sft_trainer_class():
             hidden = bool(self.layers_needed)
             out = model(**inputs, output_hidden_states=hidden, use_cache=False)
             nll = token_nll(out.logits, labels)
-            ref = None
-            if any(t.needs_reference for t in self.terms):
-                ref = self._reference_outputs(model, inputs, hidden)
+            ref = cached = None
+            needing = [t for t in self.terms if t.needs_reference]
+            if needing:
+                if self.reference_logprobs is not None and all(t.reference_logprobs_suffice for t in needing):
+                    cached = self.reference_logprobs.lookup(inputs["input_ids"], inputs["attention_mask"], labels)
+                if cached is None:
+                    ref = self._reference_outputs(model, inputs, hidden)
+                if mode == "train":
+                    self.reference_batches["live" if cached is None else "cached"] += 1
             batch = Batch(labels=labels, attention_mask=inputs["attention_mask"], policy_logits=out.logits,
                           policy_hidden=out.hidden_states if hidden else None,
                           reference_logits=ref.logits if ref is not None else None,
                           reference_hidden=ref.hidden_states if (ref is not None and hidden) else None,
-                          columns={k: v.to(out.logits.device) for k, v in columns.items()}, nll=nll, model=model)
+                          columns={k: v.to(out.logits.device) for k, v in columns.items()}, nll=nll, model=model,
+                          reference_logprobs=cached)
             loss, logs = total_loss(nll, self.terms, batch)
             # TRL has no public way to add per-step metrics: SFTTrainer.log() averages and clears
             # self._metrics[mode], and counts `num_tokens` in self._total_train_tokens inside the

@@ -62,12 +62,14 @@ class BatchMixtureTerm(LossTerm):
     arrives as `kl_weight` (every row of one optimizer step carries the same w)."""
 
     needs_reference = True
+    reference_logprobs_suffice = True
     replaces_nll = True
 
     def __init__(self, direction: str, name: str = "kl_adaptive"):
         self.direction, self.name = direction, name
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        kl = kl_to_reference(batch.policy_logits, batch.reference_logits, batch.labels, self.direction)
+        kl = kl_to_reference(batch.policy_logits, batch.reference_logits, batch.labels, self.direction,
+                             batch.reference_logprobs)
         w = batch.kl_weight[0]
         return nll_kl_mixture(batch.nll, kl, w), {f"{self.name}_raw": kl.mean().item(), "lambda_mean": w.item()}

@@ -51,14 +51,15 @@ class Objective:
         return {"sources": {s: sum(r["source"] == s for r in rows) for s in sorted({r["source"] for r in rows})}}
 
     def make_trainer(self, model, tokenizer, rows: list[dict], common_args: dict, callbacks: list, *, terms=(),
-                     columns: dict | None = None, reference=None):
+                     columns: dict | None = None, reference=None, reference_logprobs=None):
         """The trainer of `rows` (in training order): common_args are the keyword arguments every TRL
         config takes (finetune.run); terms are this objective's and the defense's; columns the
-        per-example floats (name -> one per row); reference the frozen reference model or None."""
+        per-example floats (name -> one per row); reference the frozen reference model or None;
+        reference_logprobs the run's cache of the reference's completion log-probs or None."""
         from safedrift.finetune.trainer import sft_trainer
 
         return sft_trainer(model, tokenizer, rows, common_args, callbacks, terms=terms, columns=columns,
-                           reference=reference)
+                           reference=reference, reference_logprobs=reference_logprobs)
 
 
 def with_system_prompt(row: dict, text: str) -> dict:

@@ -40,7 +40,8 @@ class PreferenceObjective(Objective):
     def card(self, rows):
         return {"pairs": dict(self.pair_counts)}
 
-    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None):
+    def make_trainer(self, model, tokenizer, rows, common_args, callbacks, *, terms=(), columns=None, reference=None,
+                     reference_logprobs=None):
         """The TRL preference trainer (`preference_trainer`). It runs no loss terms and mixes no safe data: a
         defense that brings either cannot train here (its `composes_with` must leave out "preference")."""
         if terms or any(v for name, values in (columns or {}).items() for v in values if name != "safe") or any(

@@ -1,0 +1,147 @@
+"""Stage `finetune.reference_logprobs`: the reference's log-probabilities on a scenario's completion tokens,
+computed once and read by every KL-regularized run (every seed, budget and defense) on that scenario.
+
+The reference is frozen and a scenario's rows are fixed, so `kl`, `kl_sft` and `adaptive` need not run
+it every step: the trainer looks each example of a batch up here and skips the reference's forward
+pass when all are found (finetune.trainer). Full vocabulary, fp32: [completion tokens, V] per example
+(the toy world's ~1-2k-word vocabulary makes that a few tens of MB per scenario; a real model's 150k
+would not fit, so `models.<m>.finetune.reference_logprobs` turns it off there).
+
+Keyed so that nothing stale is read: an example is found by the sha256 of its token ids (the encoding
+is TRL's, through the same SFT trainer a run builds, so another tokenizer, chat template, max_length
+or row gives other keys and the batch runs the live reference), its completion targets must match,
+and the file names the sha256 of the reference weights it came from (a run on another reference
+refuses it). Values differ from a live forward only by the batch they were computed in (fp32
+rounding: tests/test_reference_logprobs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from safedrift.errors import SafedriftError
+from safedrift.io import atomic_path, read_jsonl, sha256_file
+from safedrift.losses.nll import at_least_fp32, shift
+
+FORMAT = "1"
+
+
+def example_key(input_ids: torch.Tensor) -> str:
+    """The key of one example: its unpadded token ids [T]."""
+    return hashlib.sha256(input_ids.to(torch.int64).cpu().numpy().tobytes()).hexdigest()[:24]
+
+
+def weights_digest(reference: str) -> str | None:
+    """sha256 of the reference's weights file (None for a hub id or a folder without one)."""
+    for name in ("model.safetensors", "adapter_model.safetensors"):
+        if (Path(reference) / name).is_file():
+            return sha256_file(Path(reference) / name)
+    return None
+
+
+def completion_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log softmax of the logits that predict completion tokens, in batch order.
+
+    logits [B,T,V], labels [B,T] -> [N,V], N completion tokens (example 0's first, in position order)."""
+    logits, _, mask = shift(logits, labels)
+    return torch.log_softmax(at_least_fp32(logits[mask]), dim=-1)
+
+
+class ReferenceLogprobs:
+    """A cache file, loaded: `lookup` gives a batch's reference log-probs, or None if one example is missing."""
+
+    def __init__(self, path: str | Path, reference: str | None = None):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise SafedriftError(f"{path}: not a reference log-prob cache of format {FORMAT}; delete it and rerun")
+            self.logprobs, self.offsets, self.targets = (f.get_tensor(k) for k in ("logprobs", "offsets", "targets"))
+        self.path = str(path)
+        self.index = {key: i for i, key in enumerate(json.loads(meta["keys"]))}
+        self.reference_sha256 = meta.get("reference_sha256") or None
+        if reference is not None and self.reference_sha256 != weights_digest(reference):
+            raise SafedriftError(f"{path} was computed from other reference weights than {reference}; "
+                                 "rebuild it (snakemake reruns it when the reference changes)")
+
+    def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """input_ids, attention_mask, labels [B,T] -> [N,V] (completion_logprobs' order), or None."""
+        _, targets, mask = shift(labels, labels)
+        parts = []
+        for ids, keep, target, m in zip(input_ids, attention_mask.bool(), targets, mask):
+            i = self.index.get(example_key(ids[keep]))
+            if i is None:
+                return None
+            start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+            if not torch.equal(self.targets[start:end], target[m].to(self.targets.dtype).cpu()):
+                return None
+            parts.append(self.logprobs[start:end])
+        return torch.cat(parts).to(input_ids.device)
+
+
+def compute(model, tokenizer, rows: list[dict], common: dict, batch_size: int):
+    """(logprobs [N,V], offsets [E+1], targets [N], keys) of `rows`, encoded by the SFT trainer a run builds."""
+    from safedrift.finetune.trainer import sft_trainer
+
+    trainer = sft_trainer(model, tokenizer, rows, common, [])
+    dataset, collate = trainer.train_dataset, trainer.data_collator
+    keys, chunks, targets, offsets = [], [], [], [0]
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            labels = batch["labels"]
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            _, shifted, mask = shift(labels, labels)
+            logprobs = completion_logprobs(logits, labels).float().cpu()
+            at = 0
+            for ids, keep, target, m in zip(batch["input_ids"], batch["attention_mask"].bool(), shifted, mask):
+                n = int(m.sum())
+                keys.append(example_key(ids[keep]))
+                chunks.append(logprobs[at:at + n])
+                targets.append(target[m].to(torch.int64).cpu())
+                offsets.append(offsets[-1] + n)
+                at += n
+    # duplicate rows (same tokens) keep their first entry; the lookup reads the same values either way
+    return torch.cat(chunks), torch.tensor(offsets, dtype=torch.int64), torch.cat(targets), keys
+
+
+def main(argv=None) -> None:
+    from safetensors.torch import save
+
+    from safedrift.finetune.run import common_args, load_starting_point
+    from safedrift.models import set_threads
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-settings", required=True, help="models.<m> (resolved, with `name`) as JSON")
+    p.add_argument("--scenario", required=True, help="the scenario's name (rows without a source get it)")
+    p.add_argument("--data", required=True, help="scenario dataset JSONL")
+    p.add_argument("--reference", required=True, help="reference model folder")
+    p.add_argument("--out", required=True, help="the cache file (.safetensors)")
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    m = json.loads(a.model_settings)
+    tok, model, _ = load_starting_point(m, a.reference)
+    rows = [{**r, "source": r.get("source", a.scenario)} for r in read_jsonl(a.data)]
+    with tempfile.TemporaryDirectory() as tmp:
+        common = common_args(Path(tmp), 1, {"learning_rate": 0.0, **m["finetune"]}, 0)  # no step is taken
+        logprobs, offsets, targets, keys = compute(model, tok, rows, common, m["finetune"]["batch_size"])
+    meta = {"format": FORMAT, "keys": json.dumps(keys), "reference_sha256": weights_digest(a.reference) or "",
+            "data_sha256": sha256_file(a.data)}
+    with atomic_path(a.out) as tmp_out:
+        tmp_out.write_bytes(save({"logprobs": logprobs.contiguous(), "offsets": offsets, "targets": targets},
+                                 metadata=meta))
+    print(json.dumps({"examples": len(keys), "tokens": int(offsets[-1]), "vocab": int(logprobs.shape[-1]),
+                      "megabytes": round(logprobs.numel() * 4 / 2**20, 1)}))
+
+
+if __name__ == "__main__":
+    main()
