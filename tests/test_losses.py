@@ -22,8 +22,8 @@ from safedrift.finetune.context import RunContext
 from safedrift.finetune.terms import Batch
 from safedrift.losses.adaptive import risk_weights
 from safedrift.losses.features import FeatureDistanceTerm, feature_distance
-from safedrift.losses.kl import KLTerm, kl_to_reference
-from safedrift.losses.nll import example_nll, shift, token_nll
+from safedrift.losses.kl import KLTerm, batch_kl, kl_from_logprobs, kl_to_reference
+from safedrift.losses.nll import completion_logprobs, completion_nll, example_nll, shift, token_nll
 from safedrift.models import load_model, residual_layers, save_atomic
 
 B, T, V, D = 3, 6, 5, 4
@@ -90,6 +90,33 @@ def test_kl_equals_hand_computed_value_over_completion_tokens(direction):
     policy, reference, labels = logits(0), logits(1), prompt_then_completion()
     assert torch.allclose(kl_to_reference(policy, reference, labels, direction),
                           hand_kl(policy, reference, labels, direction), atol=1e-5)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_kl_and_nll_from_completion_logprobs_equal_the_logit_versions(direction):
+    """The cached path (one log-softmax at completion positions, shared by NLL and KL) computes the same
+    values as the live path, in fp64, and its gradient passes gradcheck."""
+    policy, reference, labels = logits(0, torch.float64), logits(1, torch.float64), prompt_then_completion()
+    logq = completion_logprobs(reference, labels)
+    assert logq.shape == (int((labels[:, 1:] != -100).sum()), V)
+    torch.testing.assert_close(kl_from_logprobs(completion_logprobs(policy, labels), logq, labels, direction),
+                               kl_to_reference(policy, reference, labels, direction), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(completion_nll(completion_logprobs(policy, labels), labels), token_nll(policy, labels),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: kl_from_logprobs(completion_logprobs(x, labels), logq, labels, direction).sum()
+        + completion_nll(completion_logprobs(x, labels), labels), (policy.clone().requires_grad_(),))
+
+
+def test_batch_kl_reads_the_cached_reference_when_the_trainer_has_it():
+    policy, reference, labels = logits(0), logits(1), prompt_then_completion()
+    live = Batch(labels=labels, attention_mask=torch.ones_like(labels), policy_logits=policy, reference_logits=reference)
+    cached = Batch(labels=labels, attention_mask=torch.ones_like(labels), policy_logits=policy,
+                   reference_logprobs=completion_logprobs(reference, labels),
+                   policy_logprobs=completion_logprobs(policy, labels))
+    torch.testing.assert_close(batch_kl(cached, "forward"), batch_kl(live, "forward"))
+    cached.reference_logprobs = completion_logprobs(logits(2), labels)  # it reads the cache, not the logits
+    assert not torch.allclose(batch_kl(cached, "forward"), batch_kl(live, "forward"))
 
 
 def test_forward_and_reverse_kl_differ_on_an_asymmetric_example():

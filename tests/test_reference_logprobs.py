@@ -13,9 +13,10 @@ import torch
 
 from safedrift.errors import SafedriftError
 from safedrift.finetune.run import common_args
-from safedrift.finetune.reference_logprobs import ReferenceLogprobs, completion_logprobs
+from safedrift.finetune.reference_logprobs import ReferenceLogprobs
 from safedrift.finetune.trainer import sft_trainer
-from safedrift.losses.kl import kl_to_reference
+from safedrift.losses.kl import kl_from_logprobs, kl_to_reference
+from safedrift.losses.nll import completion_logprobs
 from safedrift.models import load_model, load_tokenizer
 from smoke_runs import scenario_rows, settings_for, train
 
@@ -64,7 +65,8 @@ def test_kl_from_the_cache_equals_kl_from_a_live_reference(smoke, cache):
         torch.testing.assert_close(cached, completion_logprobs(live_logits, batch["labels"]), rtol=1e-5, atol=1e-5)
         for direction in ("forward", "reverse"):
             live = kl_to_reference(policy_logits, live_logits, batch["labels"], direction)
-            from_cache = kl_to_reference(policy_logits, None, batch["labels"], direction, reference_logprobs=cached)
+            from_cache = kl_from_logprobs(completion_logprobs(policy_logits, batch["labels"]), cached, batch["labels"],
+                                          direction)
             assert live.min() > 1e-3  # the policy moved: a real KL, not zero against zero
             # KL sums q * (log q - log p) over 1500 words with log-probs of ~10 nats; the cache's log q come from
             # other batches (padding, GEMM blocking), so each term carries fp32 rounding of ~10 * 2**-24 ~ 6e-7
@@ -94,8 +96,8 @@ def test_other_encodings_and_targets_miss_and_other_references_are_refused(smoke
 
 
 def test_a_kl_run_reads_every_batch_from_the_cache_and_trains_as_live(smoke, cache, tmp_path):
-    """The same 4-step kl run with and without the cache: every batch cached, the KL logged at each step equal
-    within fp32 rounding, the weights after 4 steps within 1e-5."""
+    """The same 4-step kl run with and without the cache: every batch cached; NLL and KL logged at each step
+    equal within fp32 rounding; the weights' difference a thousandth of the training update at most."""
     path, _ = cache
     kl = {"type": "kl", "beta": 2.0, "direction": "forward"}
     config, settings = settings_for(smoke, kl, steps=4)
@@ -106,10 +108,16 @@ def test_a_kl_run_reads_every_batch_from_the_cache_and_trains_as_live(smoke, cac
     assert cached["reference_logprobs"] == {"file": str(path), "cached": 4, "live": 0}
     logs = [[json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
             for run in ("live", "cached")]
-    kls = [[r["kl_raw"] for r in log if "kl_raw" in r] for log in logs]
-    assert len(kls[0]) == 4 and kls[0][-1] > 1e-3  # logged every step; the policy has moved by step 4
-    # step 1 trains from the reference itself: live KL is exactly 0, the cache's its fp32 rounding (~4e-7)
-    assert kls[1] == pytest.approx(kls[0], rel=1e-4, abs=2e-6)
-    weights = [load_model(str(tmp_path / run / "model")).state_dict() for run in ("live", "cached")]
-    for name, value in weights[0].items():
-        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=1e-5)
+    for key in ("nll", "kl_raw"):
+        values = [[r[key] for r in log if key in r] for log in logs]
+        assert len(values[0]) == 4
+        # step 1 trains from the reference itself: live KL is exactly 0, the cache's its fp32 rounding (~4e-7)
+        assert values[1] == pytest.approx(values[0], rel=1e-5, abs=2e-6), key
+    assert logs[0][-1]["kl_raw"] > 1e-3  # the policy has moved by step 4
+    start = load_model(str(smoke.path / "results/toy/reference")).state_dict()
+    live_w, cached_w = (load_model(str(tmp_path / run / "model")).state_dict() for run in ("live", "cached"))
+    gap = sum(((cached_w[k] - live_w[k]) ** 2).sum() for k in live_w) ** 0.5
+    update = sum(((live_w[k] - start[k]) ** 2).sum() for k in live_w) ** 0.5
+    # measured 3.6e-4: Adam turns noise-level gradients (exactly 0 live at step 1, ~1e-7 cached) into
+    # lr-sized steps on a few tied-embedding entries, so elementwise equality is not the test
+    assert gap < 1e-3 * update, (float(gap), float(update))

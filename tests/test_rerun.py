@@ -5,11 +5,12 @@ key is changed in turn; none may plan a training-stage rule."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, Workflow
 from safedrift.config import all_runs
 from safedrift.objectives import objective_class
 
@@ -97,12 +98,25 @@ RERUN_KIND = {"max_new_tokens": "generation", "batch_size": "generation", "seed"
               "judge_validation": "judge_validation"}
 
 
-@pytest.mark.parametrize("key", EVALUATION_KEYS, ids=".".join)
-def test_evaluation_key_reruns_evaluation_not_training(built, key):
+@pytest.fixture(scope="module")
+def evaluation_key_plans(built) -> dict[tuple, tuple]:
+    """key -> (its new value, the jobs `snakemake -n` plans after the change), for every evaluation key.
+    Dry runs take no lock and read the metadata only: two at a time, one per core (CI has two)."""
     config = yaml.safe_load((built.path / "configs/smoke.yaml").read_text())
-    new = changed_value(key, get_key(config["evaluation"], key))
-    name = "eval_" + "_".join(key)
-    jobs = jobs_with(built, write_config(built, name, lambda c: set_key(c["evaluation"], key, new)))
+
+    def plan(key):
+        new = changed_value(key, get_key(config["evaluation"], key))
+        configfile = write_config(built, "eval_" + "_".join(key), lambda c: set_key(c["evaluation"], key, new))
+        return new, Workflow(built.path, configfile).dry_run_jobs("all")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(EVALUATION_KEYS, pool.map(plan, EVALUATION_KEYS)))
+
+
+@pytest.mark.parametrize("key", EVALUATION_KEYS, ids=".".join)
+def test_evaluation_key_reruns_evaluation_not_training(built, evaluation_key_plans, key):
+    config = yaml.safe_load((built.path / "configs/smoke.yaml").read_text())
+    new, jobs = evaluation_key_plans[key]
     print(f"evaluation.{'.'.join(key)} -> {new!r}: {json.dumps(jobs, sort_keys=True)}")
     training = set(jobs) - EVALUATION_RULES
     assert not training, f"evaluation.{'.'.join(key)} reruns training-stage rules {sorted(training)}: {jobs}"

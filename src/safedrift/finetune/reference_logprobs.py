@@ -27,7 +27,7 @@ import torch
 
 from safedrift.errors import SafedriftError
 from safedrift.io import atomic_path, read_jsonl, sha256_file
-from safedrift.losses.nll import at_least_fp32, shift
+from safedrift.losses.nll import completion_logprobs, shift
 
 FORMAT = "1"
 
@@ -43,14 +43,6 @@ def weights_digest(reference: str) -> str | None:
         if (Path(reference) / name).is_file():
             return sha256_file(Path(reference) / name)
     return None
-
-
-def completion_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log softmax of the logits that predict completion tokens, in batch order.
-
-    logits [B,T,V], labels [B,T] -> [N,V], N completion tokens (example 0's first, in position order)."""
-    logits, _, mask = shift(logits, labels)
-    return torch.log_softmax(at_least_fp32(logits[mask]), dim=-1)
 
 
 class ReferenceLogprobs:

@@ -17,7 +17,8 @@ class Batch:
     nll: scalar, the trainer's mean token NLL of the batch (for a term that replaces it); model: the
     policy module being trained (for terms on the weights); reference_logprobs [N,V]: the reference's
     log-probs at the N completion positions (finetune.reference_logprobs' cache), set instead of
-    reference_logits when the reference did not run."""
+    reference_logits when the reference did not run, and then policy_logprobs [N,V], the policy's at
+    the same positions (one log-softmax that the NLL and the KL share)."""
 
     labels: torch.Tensor
     attention_mask: torch.Tensor
@@ -29,6 +30,7 @@ class Batch:
     nll: torch.Tensor | None = None
     model: torch.nn.Module | None = None
     reference_logprobs: torch.Tensor | None = None
+    policy_logprobs: torch.Tensor | None = None
 
     @property
     def kl_weight(self) -> torch.Tensor | None:

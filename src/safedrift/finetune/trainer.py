@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from safedrift.finetune.terms import Batch
-from safedrift.losses.nll import token_nll
+from safedrift.losses.nll import completion_logprobs, completion_nll, token_nll
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
@@ -103,22 +103,26 @@ def make_sft_trainer_class():
             inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUTS}
             hidden = bool(self.layers_needed)
             out = model(**inputs, output_hidden_states=hidden, use_cache=False)
-            nll = token_nll(out.logits, labels)
-            ref = cached = None
+            ref = cached = policy_logprobs = None
             needing = [t for t in self.terms if t.needs_reference]
-            if needing:
-                if self.reference_logprobs is not None and all(t.reference_logprobs_suffice for t in needing):
-                    cached = self.reference_logprobs.lookup(inputs["input_ids"], inputs["attention_mask"], labels)
-                if cached is None:
+            if needing and self.reference_logprobs is not None and all(t.reference_logprobs_suffice for t in needing):
+                cached = self.reference_logprobs.lookup(inputs["input_ids"], inputs["attention_mask"], labels)
+            if cached is not None:
+                # the NLL and the KL share one log-softmax over the completion positions (not prompts, padding)
+                policy_logprobs = completion_logprobs(out.logits, labels)
+                nll = completion_nll(policy_logprobs, labels)
+            else:
+                nll = token_nll(out.logits, labels)
+                if needing:
                     ref = self._reference_outputs(model, inputs, hidden)
-                if mode == "train":
-                    self.reference_batches["live" if cached is None else "cached"] += 1
+            if needing and mode == "train":
+                self.reference_batches["live" if cached is None else "cached"] += 1
             batch = Batch(labels=labels, attention_mask=inputs["attention_mask"], policy_logits=out.logits,
                           policy_hidden=out.hidden_states if hidden else None,
                           reference_logits=ref.logits if ref is not None else None,
                           reference_hidden=ref.hidden_states if (ref is not None and hidden) else None,
                           columns={k: v.to(out.logits.device) for k, v in columns.items()}, nll=nll, model=model,
-                          reference_logprobs=cached)
+                          reference_logprobs=cached, policy_logprobs=policy_logprobs)
             loss, logs = total_loss(nll, self.terms, batch)
             # TRL has no public way to add per-step metrics: SFTTrainer.log() averages and clears
             # self._metrics[mode], and counts `num_tokens` in self._total_train_tokens inside the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from safedrift.finetune.terms import Batch, LossTerm
-from safedrift.losses.kl import kl_to_reference
+from safedrift.losses.kl import batch_kl
 
 # The paper's clamp of the per-batch KL weight: even a harmless batch keeps some KL, even the most
 # harmful one keeps some NLL.
@@ -69,7 +69,6 @@ class BatchMixtureTerm(LossTerm):
         self.direction, self.name = direction, name
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict]:
-        kl = kl_to_reference(batch.policy_logits, batch.reference_logits, batch.labels, self.direction,
-                             batch.reference_logprobs)
+        kl = batch_kl(batch, self.direction)
         w = batch.kl_weight[0]
         return nll_kl_mixture(batch.nll, kl, w), {f"{self.name}_raw": kl.mean().item(), "lambda_mean": w.item()}

@@ -27,6 +27,20 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (nll * mask).sum() / mask.sum().clamp(min=1)
 
 
+def completion_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log softmax of the logits that predict completion tokens, in batch order.
+
+    logits [B,T,V], labels [B,T] -> [N,V], N completion tokens (example 0's first, in position order)."""
+    logits, _, mask = shift(logits, labels)
+    return F.log_softmax(at_least_fp32(logits[mask]), dim=-1)
+
+
+def completion_nll(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """token_nll from the log-probs at the completion positions. logprobs [N,V], labels [B,T] -> scalar."""
+    _, targets, mask = shift(labels, labels)
+    return -logprobs.gather(-1, targets[mask][:, None]).mean()
+
+
 def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean NLL per example. logits [B,T,V], labels [B,T] -> [B]."""
     logits, targets, mask = shift(logits, labels)
