@@ -104,7 +104,9 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
     safe_ids = {id(r) for r in safe}
     columns = {**defense.example_columns(ordered), "safe": [float(id(r) in safe_ids) for r in ordered]}
     trainer = objective.make_trainer(model, tok, ordered, common, [JsonlLogCallback(log_path), SaveLastStep()],
-                                     terms=terms, columns=columns, reference=frozen, reference_logprobs=cache)
+                                     terms=terms, columns=columns, reference=frozen,
+                                     # only when there is one: a user's make_trainer may predate the cache
+                                     **({"reference_logprobs": cache} if cache is not None else {}))
     with defense.during_training(model):
         result = trainer.train(resume_from_checkpoint=resume)
     defense.after_training(model)
@@ -134,7 +136,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
     }
     card["data"]["scenario"]["rows"] = len(rows)
     if cache is not None:  # training batches whose reference log-probs came from the cache / a live forward
-        card["reference_logprobs"] = {"file": cache.path, **trainer.reference_batches}
+        card["reference_logprobs"] = {"file": cache.path, **getattr(trainer, "reference_batches", {})}
     write_json(out / "run_card.json", card)
     return card
 
