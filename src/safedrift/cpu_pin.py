@@ -64,35 +64,28 @@ AVX2_FLAGS = frozenset({"avx2", "fma"})
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
     """The CPU's feature flags (Linux), or None where they cannot be read."""
+    flags = cpuinfo_field("flags", cpuinfo)
+    return None if flags is None else frozenset(flags.split())
+
+
+def cpuinfo_field(name: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The first `name : value` line's value in /proc/cpuinfo, or None where there is none."""
     try:
-        text = cpuinfo.read_text()
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(name):
+                return line.partition(":")[2].strip()
     except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
+        pass
     return None
 
 
 def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's vendor_id (GenuineIntel, AuthenticAMD, ...), or None where it cannot be read."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return None
+    return cpuinfo_field("vendor_id", cpuinfo)
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def mode(environ) -> str | None:
