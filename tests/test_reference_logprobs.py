@@ -4,6 +4,7 @@ the reference, a run reads it for every batch, and nothing encoded or trained ot
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from safedrift import cpu_pin
 from safedrift.errors import SafedriftError
 from safedrift.finetune.run import common_args
 from safedrift.finetune.reference_logprobs import ReferenceLogprobs
@@ -105,6 +107,8 @@ def test_a_kl_run_reads_every_batch_from_the_cache_and_trains_as_live(smoke, cac
     config["models"]["toy"]["finetune"]["reference_logprobs"] = False  # the run declares no cache: live reference
     live = train(smoke, settings, tmp_path / "live", config)
     assert "reference_logprobs" not in live
+    # the card names the CPU and its pins: the bits depend on them (cpu_pin)
+    assert live["cpu"] == {"model": cpu_pin.cpu_model(), "vendor": cpu_pin.cpu_vendor(), "pins": cpu_pin.pins(os.environ)[1]}
     assert cached["reference_logprobs"] == {"file": str(path), "cached": 4, "live": 0}
     logs = [[json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
             for run in ("live", "cached")]
