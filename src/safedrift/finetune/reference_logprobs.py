@@ -27,7 +27,7 @@ import torch
 
 from safedrift.errors import SafedriftError
 from safedrift.io import atomic_path, read_jsonl, sha256_file
-from safedrift.losses.nll import completion_logprobs, shift
+from safedrift.losses.nll import completion_logprobs, completion_targets
 
 FORMAT = "1"
 
@@ -43,6 +43,13 @@ def weights_digest(reference: str) -> str | None:
         if (Path(reference) / name).is_file():
             return sha256_file(Path(reference) / name)
     return None
+
+
+def batch_examples(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    """(key, completion targets [n]) of each example of a collated batch [B,T], in batch order."""
+    targets, mask = completion_targets(labels)
+    for ids, keep, target, m in zip(input_ids, attention_mask.bool(), targets, mask):
+        yield example_key(ids[keep]), target[m].to(torch.int64).cpu()
 
 
 class ReferenceLogprobs:
@@ -65,14 +72,13 @@ class ReferenceLogprobs:
 
     def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         """input_ids, attention_mask, labels [B,T] -> [N,V] (completion_logprobs' order), or None."""
-        _, targets, mask = shift(labels, labels)
         parts = []
-        for ids, keep, target, m in zip(input_ids, attention_mask.bool(), targets, mask):
-            i = self.index.get(example_key(ids[keep]))
+        for key, target in batch_examples(input_ids, attention_mask, labels):
+            i = self.index.get(key)
             if i is None:
                 return None
             start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-            if not torch.equal(self.targets[start:end], target[m].to(self.targets.dtype).cpu()):
+            if not torch.equal(self.targets[start:end], target):
                 return None
             parts.append(self.logprobs[start:end])
         return torch.cat(parts).to(input_ids.device)
@@ -91,17 +97,15 @@ def compute(model, tokenizer, rows: list[dict], common: dict, batch_size: int):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             labels = batch["labels"]
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            _, shifted, mask = shift(labels, labels)
             logprobs = completion_logprobs(logits, labels).float().cpu()
             at = 0
-            for ids, keep, target, m in zip(batch["input_ids"], batch["attention_mask"].bool(), shifted, mask):
-                n = int(m.sum())
-                keys.append(example_key(ids[keep]))
-                chunks.append(logprobs[at:at + n])
-                targets.append(target[m].to(torch.int64).cpu())
-                offsets.append(offsets[-1] + n)
-                at += n
-    # duplicate rows (same tokens) keep their first entry; the lookup reads the same values either way
+            for key, target in batch_examples(batch["input_ids"], batch["attention_mask"], labels):
+                keys.append(key)
+                chunks.append(logprobs[at:at + len(target)])
+                targets.append(target)
+                offsets.append(offsets[-1] + len(target))
+                at += len(target)
+    # duplicate rows (same tokens) are each stored; the index finds the last, equal to the first up to fp32 rounding
     return torch.cat(chunks), torch.tensor(offsets, dtype=torch.int64), torch.cat(targets), keys
 
 

@@ -6,10 +6,9 @@ Used by the `kl_sft` objective, the `kl` defense and the `adaptive` defense.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from safedrift.finetune.terms import Batch, LossTerm
-from safedrift.losses.nll import at_least_fp32, shift
+from safedrift.losses.nll import completion_logprobs, completion_targets
 
 
 def kl_to_reference(policy_logits: torch.Tensor, reference_logits: torch.Tensor, labels: torch.Tensor,
@@ -21,11 +20,9 @@ def kl_to_reference(policy_logits: torch.Tensor, reference_logits: torch.Tensor,
 
     policy_logits, reference_logits [B,T,V], labels [B,T] -> [B] (0 for an example without
     completion tokens). Gradient flows into policy_logits only."""
-    policy, _, mask = shift(policy_logits, labels)
     # Only completion positions enter the softmaxes: prompts and padding are often half the tokens.
-    logp = F.log_softmax(at_least_fp32(policy[mask]), dim=-1)  # [N,V], N completion tokens in the batch
-    logq = F.log_softmax(at_least_fp32(reference_logits[:, :-1].detach()[mask]), dim=-1)
-    return per_example_mean(token_kl(logp, logq, direction), mask)
+    return kl_from_logprobs(completion_logprobs(policy_logits, labels),
+                            completion_logprobs(reference_logits.detach(), labels), labels, direction)
 
 
 def kl_from_logprobs(policy_logprobs: torch.Tensor, reference_logprobs: torch.Tensor, labels: torch.Tensor,
@@ -34,7 +31,7 @@ def kl_from_logprobs(policy_logprobs: torch.Tensor, reference_logprobs: torch.Te
 
     policy_logprobs, reference_logprobs [N,V] (completion positions in batch order), labels [B,T] -> [B].
     Gradient flows into policy_logprobs only."""
-    _, _, mask = shift(labels, labels)
+    _, mask = completion_targets(labels)
     return per_example_mean(token_kl(policy_logprobs, reference_logprobs.detach().to(policy_logprobs.dtype),
                                      direction), mask)
 

@@ -15,9 +15,15 @@ def shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tor
     """Align predictions with targets.
 
     logits [B,T,V], labels [B,T] -> (logits [B,T-1,V], targets [B,T-1], mask [B,T-1] bool)."""
+    return (logits[:, :-1], *completion_targets(labels))
+
+
+def completion_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token each position predicts, and where that is a completion token.
+
+    labels [B,T] -> (targets [B,T-1] (-100 clamped to 0), mask [B,T-1] bool)."""
     targets = labels[:, 1:]
-    mask = targets != -100
-    return logits[:, :-1], targets.clamp(min=0), mask
+    return targets.clamp(min=0), targets != -100
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,7 +43,7 @@ def completion_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 def completion_nll(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """token_nll from the log-probs at the completion positions. logprobs [N,V], labels [B,T] -> scalar."""
-    _, targets, mask = shift(labels, labels)
+    targets, mask = completion_targets(labels)
     return -logprobs.gather(-1, targets[mask][:, None]).mean()
 
 
