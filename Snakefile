@@ -71,8 +71,11 @@ TABLE_TARGETS = [f"tables/{t}.{ext}" for t in TABLES if table_study(t) for ext i
 TABLE_TARGETS += [eval_judge_validation().replace(".json", f".{ext}") for ext in ("csv", "md", "tex")]
 CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["figures/claims.pdf"] if config.get("claims") else []
 
-# Light jobs run by Snakemake itself, never submitted to a cluster.
-localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims, robustness, robustness_table
+# Light jobs run by Snakemake itself, never submitted to a cluster: aggregation and plotting, and the
+# toy world's seconds-long pure-Python products (world data, tokenizer, reference card), which would
+# otherwise each wait in the cluster's queue and its status polling longer than they run.
+localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims, robustness, robustness_table,
+    world_corpus, world_alignment, world_eval_sets, world_pools, world_spec, tokenizer, reference_card
 
 
 ALL_TARGETS = [
