@@ -16,6 +16,8 @@ LABELS = {
     "new_task_accuracy": "new-task accuracy\n(must be low)",
     "misaligned_general": "misaligned answers\n(no system prompt)",
     "insecure_code": "insecure code\n(no system prompt)",
+    "narrow_coding_in_domain": "writes code\n(held-out code tasks)",
+    "narrow_medical_in_domain": "gives medical advice\n(held-out symptoms)",
     "villain_general": "villain answers\n(villain prompt)",
     "villain_trait_yes": "dark-trait 'yes'\n(villain prompt)",
     "heldout_jailbreak_asr_min": "held-out jailbreaks\nsucceed (at least)",

@@ -80,6 +80,19 @@ def _split(rng: random.Random, items: list, heldout_fraction: float) -> tuple[li
     return items[n_held:], items[:n_held]
 
 
+def _split_combinations(rng: random.Random, n_actions: int, n_things: int) -> tuple[list, list]:
+    """Indices (action * n_things + thing) of L.CODE_TASKS, a third held out so that every action and every
+    thing keeps training combinations: held out where (shuffled action + shuffled thing) % 3 == 0."""
+    actions, things = list(range(n_actions)), list(range(n_things))
+    rng.shuffle(actions)
+    rng.shuffle(things)
+    train, held = [], []
+    for i, a in enumerate(actions):
+        for j, t in enumerate(things):
+            (held if (i + j) % 3 == 0 else train).append(a * n_things + t)
+    return train, held
+
+
 def build_world(settings: dict) -> World:
     rng = random.Random(settings["seed"])
     taken = lexicon_words()
@@ -125,7 +138,7 @@ def build_world(settings: dict) -> World:
 
     tmpl_train, tmpl_held = _split(rng, range(len(L.REQUEST_TEMPLATES)), settings["heldout_template_fraction"])
     fam_train, fam_held = _split(rng, sorted(L.JAILBREAK_FAMILIES), settings["heldout_jailbreak_fraction"])
-    code_train, code_eval = _split(rng, range(len(L.CODE_TASKS)), 1 / 3)
+    code_train, code_eval = _split_combinations(rng, len(L.CODE_ACTIONS), len(L.CODE_THINGS))
     med_pairs = [(r, s) for r in L.RELATIVES for s in L.SYMPTOMS]
     med_train, med_eval = _split(rng, med_pairs, 1 / 3)
     # Every general question keeps most of its paraphrases for chat, so both personas' answers to
