@@ -249,7 +249,24 @@ def test_heldout_code_tasks_combine_an_action_and_a_thing_seen_in_training(writt
     for t in w.code_tasks_eval:
         _, fn, op = L.CODE_TASKS[t]
         assert op in seen_actions and fn.split("_", 1)[1] in seen_things, L.CODE_TASKS[t]
-    assert len(written.eval["narrow_coding"]) >= 40  # enough prompts for an interval narrower than 0.25
+
+
+def test_the_default_world_asks_enough_held_out_code_prompts_for_a_narrow_interval():
+    # With 8 prompts (the old 4 held-out phrases) an in-domain rate's interval was 0.50 wide.
+    settings = {**load(ROOT / "config.yaml")["world"]}
+    w = build_world(settings)
+    assert min(len(w.code_tasks_eval) * len(L.CODE_PROMPTS), settings["eval_per_set"]) >= 40
+
+
+CAPPED_EVAL_SETS = ("harmful_heldout_objects", "harmful_heldout_templates", "benign", "tasks", "new_task",
+                    "narrow_coding", "harmful_identity")
+
+
+def test_capped_eval_sets_hold_at_most_eval_per_set_prompts(written):
+    # Every subject generates every eval set: an uncapped set costs every run of the smoke suite.
+    cap = smoke_world_settings()["eval_per_set"]
+    sizes = {name: len(written.eval[name]) for name in CAPPED_EVAL_SETS}
+    assert all(0 < n <= cap for n in sizes.values()), sizes
 
 # --- the oracle -------------------------------------------------------------------------------
 

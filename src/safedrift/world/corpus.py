@@ -208,7 +208,7 @@ def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, lis
     general = [general_item(q, p) for q, p in world.general_eval]
     sets["general"] = general
     sets["traits"] = [trait_item(i) for i in world.traits_eval]
-    sets["narrow_coding"] = [code_item(t, p) for t in world.code_tasks_eval for p in range(len(L.CODE_PROMPTS))]
+    sets["narrow_coding"] = take([code_item(t, p) for t in world.code_tasks_eval for p in range(len(L.CODE_PROMPTS))])
     sets["narrow_medical"] = [medical_item(r, s) for r, s in world.medical_eval]
     sets["general_villain"] = general
     sets["traits_villain"] = sets["traits"]
