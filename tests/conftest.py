@@ -15,6 +15,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def slurm_modules(session) -> list:
+    return list({id(i.module): i.module for i in getattr(session, "items", [])
+                 if i.get_closest_marker("slurm") and hasattr(i.module, "BACKGROUND")}.values())
+
+
+def pytest_collection_finish(session):
+    # The SLURM smoke run mostly waits on the SLURM plugin's status polling; started now, in the
+    # background, that wait overlaps the other tests (tests/test_slurm.py, BackgroundRun).
+    if not session.config.option.collectonly:
+        for module in slurm_modules(session):
+            module.BACKGROUND.start()
+
+
+def pytest_sessionfinish(session):
+    for module in slurm_modules(session):
+        module.BACKGROUND.stop(kill=True)
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "envs", "workflow", "src")
 
 

@@ -2,7 +2,8 @@
 
 Needs root and Debian's slurm-wlm (installed on first use, or by .ci/slurm.sh); skips with the
 reason otherwise, or when SAFEDRIFT_SKIP_SLURM=1. A cluster that is already running (started with
-`tests/slurm/cluster.sh start`) is used and left running; one the test starts, it stops.
+`tests/slurm/cluster.sh start`) is used and left running; one the test starts, it stops. The run
+starts in the background when the session collects the test (conftest.py).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,39 +48,22 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    if os.environ.get("SAFEDRIFT_SKIP_SLURM") == "1":
-        pytest.skip("SLURM: SAFEDRIFT_SKIP_SLURM=1")
-    if cluster("status").returncode == 0:
-        yield
-        return
-    started = cluster("start")
-    if started.returncode == CLUSTER_UNAVAILABLE:
-        pytest.skip(last_line(started.stderr))
-    if started.returncode != 0:
-        cluster("stop")
-        pytest.fail(f"tests/slurm/cluster.sh start failed:\n{started.stdout}\n{started.stderr}")
-    try:
-        yield
-    finally:
-        stopped = cluster("stop")
-        assert stopped.returncode == 0, f"tests/slurm/cluster.sh stop failed:\n{stopped.stdout}\n{stopped.stderr}"
-
-
-def run_snakemake(workdir: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
-    """Snakemake in its own process group, killed with it after `timeout` s: fail, never hang."""
+def run_snakemake(workdir: Path, *args: str, timeout: int, running: list | None = None) -> subprocess.CompletedProcess:
+    """Snakemake in its own process group, killed with it after `timeout` s: fail, never hang.
+    `running` receives the process while it runs (so that an interrupted session can kill it)."""
     cmd = [sys.executable, "-m", "snakemake", *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["PYTHONHASHSEED"] = "0"
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
+    if running is not None:
+        running.append(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"snakemake did not finish within {timeout} s:\n{out[-6000:]}")
+        raise AssertionError(f"snakemake did not finish within {timeout} s:\n{out[-6000:]}") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
 
@@ -100,28 +87,101 @@ def completed_jobs(workdir: Path) -> dict[str, str]:
     return states
 
 
-@pytest.mark.slurm
-def test_reference_card_runs_through_slurm(slurm_cluster, tmp_path):
-    wf = copy_workflow(tmp_path / "wf")
-    (wf / "short_training.yaml").write_text(SHORT_TRAINING)
-    cores = min(2, node_cpus())
-    start = time.monotonic()
-    proc = run_snakemake(wf, SMOKE_TARGET, "--profile", "workflow/profiles/slurm-local-test", "--configfile",
-                         "configs/smoke.yaml", "short_training.yaml", "--cores", str(cores), timeout=SNAKEMAKE_TIMEOUT_S)
-    wall_s = time.monotonic() - start
-    print(f"SLURM smoke run: {wall_s:.0f} s")
-    assert proc.returncode == 0, f"snakemake via SLURM failed ({proc.returncode}):\n{proc.stdout[-8000:]}"
-    card = json.loads((wf / SMOKE_TARGET).read_text())
-    assert card, "empty reference card"
+class BackgroundRun:
+    """The SLURM smoke run (cluster start, then snakemake through the test profile) in a thread.
 
-    # Every non-local job was submitted with sbatch, and SLURM saw each one complete.
-    submitted_rules = re.findall(r"^rule (\w+):", proc.stdout, flags=re.M)
-    job_ids = re.findall(r"submitted with SLURM jobid (\d+)", proc.stdout)
-    assert len(job_ids) == len(submitted_rules), (submitted_rules, job_ids)
-    assert HEAVY_RULES <= set(submitted_rules), f"not run as SLURM jobs: {HEAVY_RULES - set(submitted_rules)}"
-    assert completed_jobs(wf.resolve()) == {job: "COMPLETED" for job in job_ids}, "SLURM's job completion log"
-    slurm_logs = {p.stem for p in (wf / ".snakemake" / "slurm_logs").rglob("*.log")}
-    assert set(job_ids) <= slurm_logs, f"no SLURM log for jobs {set(job_ids) - slurm_logs}"
+    conftest.py starts it when the session collects the `slurm` test: the run spends most of its
+    wall time waiting on the plugin's status polling (which backs off by 10 s per check), and other
+    tests use the cores meanwhile. The test waits for the outcome, checks it, then stops the cluster
+    if the run started it. A cluster that was already running is used and left running."""
+
+    def __init__(self):
+        self.thread: threading.Thread | None = None
+        self.outcome: tuple = ("fail", "the SLURM run did not finish")
+        self.started_cluster = False
+        self.workdir: Path | None = None
+        self.running: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="safedrift-slurm-"))
+            self.thread = threading.Thread(target=self._run, name="slurm-smoke-run", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.outcome = self._steps()
+        except Exception as e:  # reported by the test, not lost in the thread
+            self.outcome = ("fail", f"{type(e).__name__}: {e}")
+
+    def _steps(self) -> tuple:
+        if os.environ.get("SAFEDRIFT_SKIP_SLURM") == "1":
+            return ("skip", "SLURM: SAFEDRIFT_SKIP_SLURM=1")
+        if cluster("status").returncode != 0:
+            started = cluster("start")
+            if started.returncode == CLUSTER_UNAVAILABLE:
+                return ("skip", last_line(started.stderr))
+            self.started_cluster = True
+            if started.returncode != 0:
+                return ("fail", f"tests/slurm/cluster.sh start failed:\n{started.stdout}\n{started.stderr}")
+        wf = copy_workflow(self.workdir / "wf")
+        (wf / "short_training.yaml").write_text(SHORT_TRAINING)
+        cores = min(2, node_cpus())
+        start = time.monotonic()
+        proc = run_snakemake(wf, SMOKE_TARGET, "--profile", "workflow/profiles/slurm-local-test", "--configfile",
+                             "configs/smoke.yaml", "short_training.yaml", "--cores", str(cores),
+                             timeout=SNAKEMAKE_TIMEOUT_S, running=self.running)
+        return ("ran", wf, proc, time.monotonic() - start)
+
+    def result(self) -> tuple:
+        self.start()  # when the test was not collected at session start (e.g. called on its own)
+        self.thread.join()
+        return self.outcome
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the cluster the run started (first killing a run still going, with `kill`: the session
+        ended before the test read it), and remove its workflow copy."""
+        if kill:
+            for proc in self.running:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if self.thread is not None:
+            self.thread.join(timeout=SNAKEMAKE_TIMEOUT_S + 60)
+        if self.started_cluster:
+            self.started_cluster = False
+            stopped = cluster("stop")
+            assert stopped.returncode == 0, f"tests/slurm/cluster.sh stop failed:\n{stopped.stdout}\n{stopped.stderr}"
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+BACKGROUND = BackgroundRun()
+
+
+@pytest.mark.slurm
+def test_reference_card_runs_through_slurm():
+    try:
+        outcome = BACKGROUND.result()
+        if outcome[0] == "skip":
+            pytest.skip(outcome[1])
+        if outcome[0] == "fail":
+            pytest.fail(outcome[1])
+        _, wf, proc, wall_s = outcome
+        print(f"SLURM smoke run: {wall_s:.0f} s (in the background of other tests)")
+        assert proc.returncode == 0, f"snakemake via SLURM failed ({proc.returncode}):\n{proc.stdout[-8000:]}"
+        card = json.loads((wf / SMOKE_TARGET).read_text())
+        assert card, "empty reference card"
+
+        # Every non-local job was submitted with sbatch, and SLURM saw each one complete.
+        submitted_rules = re.findall(r"^rule (\w+):", proc.stdout, flags=re.M)
+        job_ids = re.findall(r"submitted with SLURM jobid (\d+)", proc.stdout)
+        assert len(job_ids) == len(submitted_rules), (submitted_rules, job_ids)
+        assert HEAVY_RULES <= set(submitted_rules), f"not run as SLURM jobs: {HEAVY_RULES - set(submitted_rules)}"
+        assert completed_jobs(wf.resolve()) == {job: "COMPLETED" for job in job_ids}, "SLURM's job completion log"
+        slurm_logs = {p.stem for p in (wf / ".snakemake" / "slurm_logs").rglob("*.log")}
+        assert set(job_ids) <= slurm_logs, f"no SLURM log for jobs {set(job_ids) - slurm_logs}"
+    finally:
+        BACKGROUND.stop()
 
 
 def test_slurm_profile_gives_gpus_to_heavy_rules(tmp_path):
