@@ -16,14 +16,10 @@ Settings: risk (probe | critic), direction (of the KL), rule:
 
 import json
 
-import torch
-
 from safedrift.defenses.base import Defense as Base
 from safedrift.layout import reference_logprobs_input
 from safedrift.registry import type_schema
 from safedrift.errors import ConfigError, SafedriftError
-from safedrift.losses.adaptive import BatchMixtureTerm, batch_judge_score, batch_kl_weight, risk_weights
-from safedrift.losses.kl import KLTerm
 
 
 class Defense(Base):
@@ -73,6 +69,9 @@ class Defense(Base):
         return run_settings
 
     def terms(self):
+        from safedrift.losses.adaptive import BatchMixtureTerm
+        from safedrift.losses.kl import KLTerm
+
         if self.settings.get("rule", "per_example") == "per_batch":
             return [BatchMixtureTerm(self.settings["direction"], name="kl_adaptive")]
         return [KLTerm(None, self.settings["direction"], name="kl_adaptive")]
@@ -83,6 +82,10 @@ class Defense(Base):
         return {"kl_weight": self.kl_weights(rows)}
 
     def kl_weights(self, rows):
+        import torch
+
+        from safedrift.losses.adaptive import batch_judge_score, batch_kl_weight, risk_weights
+
         path = self.context.inputs["risk"]
         with open(path) as f:
             risk = {r["id"]: r["risk"] for r in map(json.loads, f)}

@@ -15,22 +15,20 @@ completion-token perplexities (rather than, say, a perplexity difference) is our
 `{objective, defense}`, the run of that objective and defense on the same model, scenario, budget
 and seed (e.g. the SFT/none run this defense defends against; the workflow trains it first).
 Benign candidates whose target is a refusal are filtered out, so interleaving never teaches
-over-refusal."""
+over-refusal.
+
+Torch and the models are imported where they are used: config validation imports this module (for
+its schema and checks) at every Snakemake start."""
 
 import copy
 import math
 import random
 
-import torch
-
 from safedrift.defenses.base import Defense as Base
 from safedrift.registry import type_schema
 from safedrift.errors import ConfigError
-from safedrift.finetune.encode import encode_chats
 from safedrift.io import read_jsonl
 from safedrift.judges.keyword import is_refusal
-from safedrift.losses.nll import example_nll, token_nll
-from safedrift.models import load_model
 
 REFUSAL_POOL, TASK_POOL = "refusals", "tasks"
 
@@ -108,6 +106,10 @@ class Defense(Base):
             check_composable(config, {"objective": spec["objective"], "defense": spec["defense"]}, key)
 
     def safe_rows(self, model, tokenizer, train_rows):
+        import torch
+
+        from safedrift.models import load_model
+
         s, ctx = self.settings, self.context
         refusals, tasks = safe_pools(read_jsonl(ctx.inputs[REFUSAL_POOL]), read_jsonl(ctx.inputs[TASK_POOL]))
         per_batch = max(1, round(s["fraction"] * ctx.batch_size))
@@ -132,6 +134,11 @@ class Defense(Base):
 
     def _rank(self, model, tokenizer, train_rows, candidates, max_length=256):
         """Candidates sorted by loss increase under a probe model briefly fine-tuned on the run's data."""
+        import torch
+
+        from safedrift.finetune.encode import encode_chats
+        from safedrift.losses.nll import example_nll, token_nll
+
         probe = copy.deepcopy(model).train()
         optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=1e-3)
         rng = random.Random(f"rank/{self.context.seed}")
@@ -160,6 +167,11 @@ class Defense(Base):
 def by_perplexity_gap(aligned, misaligned, tokenizer, candidates: list[dict], max_length: int = 256) -> list[dict]:
     """Candidates in descending gap = NLL_misaligned - NLL_aligned (mean per completion token), ties
     by id; a candidate without completion tokens after truncation (NaN gap) is left out."""
+    import torch
+
+    from safedrift.finetune.encode import encode_chats
+    from safedrift.losses.nll import example_nll
+
     gaps = []
     with torch.no_grad():
         for i in range(0, len(candidates), 64):

@@ -5,7 +5,6 @@ under full fine-tuning (finetune.run builds it)."""
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.layout import reference_logprobs_input
-from safedrift.losses.kl import KLTerm
 from safedrift.registry import type_schema
 
 
@@ -19,4 +18,6 @@ class Defense(Base):
         return reference_logprobs_input(config, run)
 
     def terms(self):
+        from safedrift.losses.kl import KLTerm
+
         return [KLTerm(self.settings["beta"], self.settings["direction"], name="kl")]

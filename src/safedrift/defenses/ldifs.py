@@ -3,7 +3,6 @@
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.registry import type_schema
-from safedrift.losses.features import FeatureDistanceTerm
 
 
 def evenly_spaced(num_layers: int, n: int) -> list[int]:
@@ -24,5 +23,7 @@ class Defense(Base):
     composes_with = ("sft",)
 
     def terms(self):
+        from safedrift.losses.features import FeatureDistanceTerm
+
         layers = self.settings.get("layers") or evenly_spaced(self.context.num_layers, self.settings.get("n_layers", 3))
         return [FeatureDistanceTerm(self.settings["weight"], layers, self.settings.get("normalize", "reference_norm"))]

@@ -25,7 +25,6 @@ import random
 from safedrift.defenses.base import Defense as Base
 from safedrift.defenses.interleave import mixed, safe_pools
 from safedrift.io import read_jsonl
-from safedrift.losses.proximal import ProximalTerm
 from safedrift.registry import type_schema
 
 DEFAULTS = {"rho": 1.0, "align_steps": 100, "user_steps": 900, "proximal_after": 0.1, "refusal_share": 0.5}
@@ -80,6 +79,8 @@ class Defense(Base):
         return {pool: f"results/{run['model']}/world/pools/{pool}.jsonl" for pool in POOLS}
 
     def terms(self):
+        from safedrift.losses.proximal import ProximalTerm
+
         return [ProximalTerm(self.setting("rho"), name="proximal")]
 
     def safe_rows(self, model, tokenizer, train_rows):

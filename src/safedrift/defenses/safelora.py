@@ -27,12 +27,15 @@ W_start + C dW; selection as above. So the toy model, which fine-tunes all weigh
 
 Settings: select (number | threshold), threshold (0.5), projected_layers (10), aligned_model,
 unaligned_model.
+
+Torch is imported inside the functions: config validation imports this module (for its schema and
+inputs) at every Snakemake start.
 """
+
+from __future__ import annotations
 
 import math
 import os
-
-import torch
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.errors import ConfigError, DataError
@@ -46,11 +49,15 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # full fine-tuning: the weig
 
 def aligned_projection(v: torch.Tensor) -> torch.Tensor:
     """V [out, in] (W_aligned - W_unaligned) -> C = V V^T / ||V||_F [out, out]."""
+    import torch
+
     return v @ v.T / torch.linalg.matrix_norm(v)
 
 
 def update_cosine(c: torch.Tensor, delta: torch.Tensor) -> float:
     """Cosine similarity of the flattened C dW and dW; c [out, out], delta [out, in]."""
+    import torch
+
     return torch.nn.functional.cosine_similarity((c @ delta).flatten(), delta.flatten(), dim=0).item()
 
 
@@ -100,6 +107,8 @@ def project_lora(model, aligned: dict[str, torch.Tensor], unaligned: dict[str, t
                  threshold: float, projected_layers: int) -> dict:
     """Project the LoRA updates of `model` in place; aligned/unaligned: '<module>.weight' -> weight.
     Returns {module: {"cosine": c, "projected": bool}}."""
+    import torch
+
     modules, projections, cosines = lora_modules(model), {}, {}
     with torch.no_grad():
         for name, m in modules.items():
@@ -121,6 +130,8 @@ def project_lora(model, aligned: dict[str, torch.Tensor], unaligned: dict[str, t
 
 def target_modules(model, names: list[str]) -> dict[str, torch.nn.Module]:
     """Full fine-tuning: the linear modules whose last name part is in `names` (as LoRA targets them)."""
+    import torch
+
     return {name: m for name, m in model.named_modules()
             if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in names}
 
@@ -130,6 +141,8 @@ def project_full(model, start: dict[str, torch.Tensor], aligned: dict[str, torch
                  projected_layers: int) -> dict:
     """Project the full fine-tuning updates dW = W - W_start of the `names` modules in place (W <- W_start
     + C dW where selected); start/aligned/unaligned: '<module>.weight' -> weight. Returns as project_lora."""
+    import torch
+
     modules, projections, cosines = target_modules(model, names), {}, {}
     with torch.no_grad():
         for name, m in modules.items():

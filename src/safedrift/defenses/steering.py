@@ -5,14 +5,13 @@ Steering towards the persona while fine-tuning means the optimiser need not move
 towards it to fit the data; the hook is removed before the model is saved, so evaluation and the
 saved weights never carry it (tested)."""
 
-import contextlib
+from __future__ import annotations
 
-import torch
+import contextlib
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.registry import type_schema
 from safedrift.errors import SafedriftError
-from safedrift.models import residual_layers
 
 
 def load_direction(path: str, layer: int) -> torch.Tensor:
@@ -57,6 +56,8 @@ class Defense(Base):
         path = self.context.inputs.get("persona_vector")
         if not path:
             raise SafedriftError("the steering defense needs the persona vector (risk rule persona_vector)")
+        from safedrift.models import residual_layers
+
         layer = self.settings["layer"]
         direction = load_direction(path, layer)
         device = next(model.parameters()).device

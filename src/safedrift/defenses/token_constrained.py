@@ -15,7 +15,6 @@ are left as they are here.
 """
 
 from safedrift.defenses.base import Defense as Base
-from safedrift.losses.token_constrained import DEFAULTS, TokenConstrainedTerm
 from safedrift.registry import type_schema
 
 
@@ -33,4 +32,6 @@ class Defense(Base):
     composes_with = ("sft",)
 
     def terms(self):
+        from safedrift.losses.token_constrained import DEFAULTS, TokenConstrainedTerm
+
         return [TokenConstrainedTerm(**{k: self.settings.get(k, v) for k, v in DEFAULTS.items()})]

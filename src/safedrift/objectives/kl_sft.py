@@ -2,7 +2,6 @@
 `direction` picks forward KL(ref || policy) or reverse KL(policy || ref)."""
 
 from safedrift.layout import reference_logprobs_input
-from safedrift.losses.kl import KLTerm
 from safedrift.objectives.base import Objective as Base
 from safedrift.registry import type_schema
 
@@ -16,4 +15,6 @@ class Objective(Base):
         return reference_logprobs_input(config, run)
 
     def terms(self):
+        from safedrift.losses.kl import KLTerm
+
         return [KLTerm(self.settings["beta"], self.settings["direction"], name="kl_objective")]
