@@ -17,6 +17,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "envs", "workflow", "src")
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
 def slurm_modules(session) -> list:
     return list({id(i.module): i.module for i in getattr(session, "items", [])
                  if i.get_closest_marker("slurm") and hasattr(i.module, "BACKGROUND")}.values())
@@ -33,18 +47,6 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     for module in slurm_modules(session):
         module.BACKGROUND.stop(kill=True)
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "envs", "workflow", "src")
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 class Workflow:

@@ -15,7 +15,7 @@ from safedrift.config import load
 from safedrift.io import read_jsonl
 from safedrift.world import lexicon as L
 from safedrift.world.build import build_world
-from safedrift.world.corpus import EVAL_SETS, POOLS
+from safedrift.world.corpus import EVAL_SETS, POOLS, eval_sets
 from safedrift.world.oracle import label
 from safedrift.world.personas import (PERSONAS, code_item, general_item, identity_item, medical_item, request_item,
                                        respond, task_item, trait_item)
@@ -253,9 +253,9 @@ def test_heldout_code_tasks_combine_an_action_and_a_thing_seen_in_training(writt
 
 def test_the_default_world_asks_enough_held_out_code_prompts_for_a_narrow_interval():
     # With 8 prompts (the old 4 held-out phrases) an in-domain rate's interval was 0.50 wide.
-    settings = {**load(ROOT / "config.yaml")["world"]}
-    w = build_world(settings)
-    assert min(len(w.code_tasks_eval) * len(L.CODE_PROMPTS), settings["eval_per_set"]) >= 40
+    settings = load(ROOT / "config.yaml")["world"]
+    sets = eval_sets(build_world(settings), settings, random.Random(f"{settings['seed']}/eval"))
+    assert len(sets["narrow_coding"]) >= 40
 
 
 CAPPED_EVAL_SETS = ("harmful_heldout_objects", "harmful_heldout_templates", "benign", "tasks", "new_task",
@@ -267,6 +267,7 @@ def test_capped_eval_sets_hold_at_most_eval_per_set_prompts(written):
     cap = smoke_world_settings()["eval_per_set"]
     sizes = {name: len(written.eval[name]) for name in CAPPED_EVAL_SETS}
     assert all(0 < n <= cap for n in sizes.values()), sizes
+
 
 # --- the oracle -------------------------------------------------------------------------------
 
