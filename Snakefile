@@ -2,6 +2,7 @@
 # `snakemake --cores 2 figures/asr.pdf` on the embedded toy world; see README.md.
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -117,7 +118,8 @@ rule robustness:
 
 
 rule docs:
-    """The README's figure renders (docs/figures/*.png) and its results blocks, from the current results."""
+    """The README's figure renders (docs/figures/*.png) and its results blocks, from the current results
+    (the run_times block: from Snakemake's run logs of this config and logs/benchmarks)."""
     conda:
         "envs/safedrift.yaml"  # CONDA_ENV is relative to workflow/rules/; this rule lives beside the Snakefile
     input:
@@ -129,8 +131,12 @@ rule docs:
         blocks=" ".join(f"--block {name}={renderer}:{path}" for name, (renderer, path) in README_BLOCKS.items()),
         config_files=" ".join(shlex.quote(os.path.relpath(f)) for f in workflow.configfiles),
         config_sha256=hashlib.sha256(canonical(config).encode()).hexdigest(),
+        # Snakemake's own digest of the config, as its run logs' headers name it (Workflow.info_header)
+        config_md5=hashlib.md5(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        model=REPORT_MODEL,
     log:
         "logs/report/readme.log",
     shell:
         "python -m safedrift report.readme --readme README.md {params.blocks} --config-files {params.config_files}"
-        " --config-sha256 {params.config_sha256} > {log} 2>&1"
+        " --config-sha256 {params.config_sha256} --run-times logs --config-md5 {params.config_md5}"
+        " --model {params.model} > {log} 2>&1"

@@ -20,44 +20,9 @@ to measure those.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
-
-def read_benchmark(path: Path) -> dict[str, float]:
-    """The last row of one benchmark file (a job repeated with --benchmark-repeats writes several)."""
-    with path.open() as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows:
-        raise SystemExit(f"{path}: empty benchmark file; rerun its job or delete the file")
-
-    def number(key: str) -> float:
-        value = rows[-1].get(key, "NA")
-        return float(value) if value not in ("NA", "", "-") else 0.0
-
-    return {"s": number("s"), "cpu": number("cpu_time"), "rss": number("max_rss")}
-
-
-def profile(logs: Path, model: str | None = None) -> list[dict]:
-    """One row per rule, slowest first."""
-    root = logs / "benchmarks"
-    if not root.is_dir():
-        raise SystemExit(f"{root}: no benchmark files; run the workflow first (e.g. snakemake --cores 2 figures/asr.pdf)")
-    table = []
-    for rule_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(rule_dir.rglob("*.tsv"))
-        if model:
-            files = [f for f in files if f.relative_to(rule_dir).parts[0] in (model, f"{model}.tsv")]
-        jobs = [read_benchmark(f) for f in files]
-        if jobs:
-            seconds = [j["s"] for j in jobs]
-            table.append({"rule": rule_dir.name, "jobs": len(jobs), "job_s": sum(seconds),
-                          "mean_s": sum(seconds) / len(jobs), "max_s": max(seconds),
-                          "cpu_s": sum(j["cpu"] for j in jobs), "rss_mb": max(j["rss"] for j in jobs)})
-    total = sum(r["job_s"] for r in table) or 1.0
-    for row in table:
-        row["share"] = row["job_s"] / total
-    return sorted(table, key=lambda r: -r["job_s"])
+from safedrift.report.run_times import job_profile as profile
 
 
 def main(argv=None) -> None:

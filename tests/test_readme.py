@@ -129,4 +129,4 @@ def test_project_readme_has_a_marked_region_for_every_block():
     lines = (ROOT / "README.md").read_text().split("\n")
     assert set(readme.regions(lines, "README.md")) == {"provenance", "claims", "claims_robustness",
                                                         "reference_gates", "objectives", "adaptive",
-                                                        "ema_defenses", "judge_validation"}
+                                                        "ema_defenses", "judge_validation", "run_times"}

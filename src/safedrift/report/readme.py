@@ -7,11 +7,13 @@ The README holds its numbers only between markers, one pair per block:
     <!-- safedrift:results:objectives:end -->
 
 Each `--block NAME=RENDERER:PATH` renders one block from a file of the results (RENDERERS says
-how), and the `provenance` block says which commit, config and machine wrote them. Only the text
-between the markers of the blocks given is replaced; everything else, and blocks not given, stay
-byte for byte. The README is rewritten atomically, and only if a block changed (a second run
-with the same results leaves it untouched). A new block is a line in README_BLOCKS
-(workflow/rules/report.smk) and its marker pair in the README.
+how), the `provenance` block says which commit, config and machine wrote them, and the
+`run_times` block (`--run-times LOGS`) how long the Snakemake runs of this config took and where
+the job time went (report.run_times: Snakemake's own run logs and the rules' benchmark files).
+Only the text between the markers of the blocks given is replaced; everything else, and blocks
+not given, stay byte for byte. The README is rewritten atomically, and only if a block changed (a
+second run with the same results leaves it untouched). A new block is a line in README_BLOCKS
+(Snakefile) and its marker pair in the README.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pandas as pd
 from safedrift import cpu_pin
 from safedrift.errors import SafedriftError
 from safedrift.io import atomic_path, read_json
+from safedrift.report import run_times
 from safedrift.report.reference import LABELS
 from safedrift.report.tables import to_markdown
 
@@ -154,8 +157,15 @@ def main(argv=None) -> None:
     p.add_argument("--block", action="append", default=[], help="NAME=RENDERER:PATH (repeatable)")
     p.add_argument("--config-files", nargs="*", default=[], help="the config files of this run (for provenance)")
     p.add_argument("--config-sha256", required=True, help="sha256 of the run's canonical config JSON")
+    p.add_argument("--run-times", metavar="LOGS", help="write the run_times block from LOGS/benchmarks and the "
+                   "Snakemake run logs in --snakemake-logs (runs of --config-md5, model --model)")
+    p.add_argument("--snakemake-logs", default=".snakemake/log")
+    p.add_argument("--config-md5", help="Snakemake's MD5 of the config (its log header's `Config MD5`)")
+    p.add_argument("--model", help="the model whose job time the run_times block breaks down")
     a = p.parse_args(argv)
     blocks = {"provenance": provenance(a.config_files, a.config_sha256)}
+    if a.run_times:
+        blocks["run_times"] = run_times.render(a.snakemake_logs, a.run_times, a.model, a.config_md5)
     for name, renderer, path in map(parse_block, a.block):
         blocks[name] = RENDERERS[renderer](path)
     changed = write_readme(a.readme, blocks)

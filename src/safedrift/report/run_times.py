@@ -1,0 +1,150 @@
+"""How long the runs behind the results took: Snakemake's own run logs and the heavy rules' benchmarks.
+
+Two sources, both written while the workflow runs, so the README's times are read, never typed:
+
+- `.snakemake/log/*.snakemake.log`: Snakemake writes one per run, with a header (date, command,
+  config files, the MD5 of the config it ran), the job plan ("Job stats"), progress lines and the
+  elapsed wall time. `snakemake_runs` reads the completed ones.
+- `logs/benchmarks/<rule>/<wildcards>.tsv`: the `benchmark:` files of the heavy rules (wall seconds
+  per job; rerunning a job overwrites its file). `job_profile` sums them per rule.
+
+With the fork server on (src/safedrift/zygote.py, the default for local runs) a job's stage runs in
+a child of the server, so Snakemake measures the client: wall seconds are right, CPU seconds and
+RSS are the client's. The README therefore shows wall seconds only.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from safedrift.report.tables import to_markdown
+
+HEADER_FIELD = re.compile(r"^\s+(Date|Command|Config file\(s\)|Config MD5): (.*)$")
+HEADER_KEYS = {"Date": "date", "Command": "command", "Config file(s)": "config_files", "Config MD5": "config_md5"}
+PLAN_ROW = re.compile(r"^(\S+)\s+(\d+)$")
+PROGRESS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
+ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)$")
+CORES = re.compile(r"^Provided cores: (\d+)$")
+# Rules that only render the README; a run of nothing else is the docs run itself, not a result's cost.
+DOCS_RULES = frozenset({"docs", "docs_figure"})
+
+
+def parse_snakemake_log(path: str | Path) -> dict:
+    """One run's log -> date, command, config_files, config_md5, cores, plan {rule: jobs}, done, total,
+    seconds (None if the run did not finish)."""
+    run = {"log": str(path), "date": None, "command": None, "config_files": None, "config_md5": None,
+           "cores": None, "plan": {}, "done": 0, "total": 0, "seconds": None}
+    in_plan = False
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if in_plan:  # the first "Job stats" table: a header, a rule of dashes, "rule count" rows, "total N"
+            if m := PLAN_ROW.match(line):
+                if m[1] != "total":
+                    run["plan"][m[1]] = int(m[2])
+                continue
+            if line.startswith(("job ", "---")):
+                continue
+            in_plan = False
+        if (m := HEADER_FIELD.match(line)) and run[HEADER_KEYS[m[1]]] is None:
+            run[HEADER_KEYS[m[1]]] = m[2].strip()
+        elif (m := CORES.match(line)) and run["cores"] is None:
+            run["cores"] = int(m[1])
+        elif line == "Job stats:" and not run["plan"]:
+            in_plan = True
+        elif m := PROGRESS.match(line):
+            run["done"], run["total"] = int(m[1]), int(m[2])
+        elif m := ELAPSED.match(line):
+            days, hours, minutes, seconds = m.groups()
+            run["seconds"] = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return run
+
+
+def snakemake_runs(log_dir: str | Path, config_md5: str | None = None) -> list[dict]:
+    """The completed runs (every planned job done) of this config, oldest first; docs-only runs left out."""
+    runs = []
+    for path in sorted(Path(log_dir).glob("*.snakemake.log")):
+        run = parse_snakemake_log(path)
+        finished = run["seconds"] is not None and run["total"] > 0 and run["done"] == run["total"]
+        if (finished and set(run["plan"]) - DOCS_RULES
+                and (config_md5 is None or run["config_md5"] == config_md5)):
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r["date"] or "", r["log"]))
+
+
+def read_benchmark(path: Path) -> dict[str, float]:
+    """The last row of one benchmark file (a job repeated with --benchmark-repeats writes several)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        raise SystemExit(f"{path}: empty benchmark file; rerun its job or delete the file")
+
+    def number(key: str) -> float:
+        value = rows[-1].get(key, "NA")
+        return float(value) if value not in ("NA", "", "-") else 0.0
+
+    return {"s": number("s"), "cpu": number("cpu_time"), "rss": number("max_rss")}
+
+
+def job_profile(logs: str | Path, model: str | None = None) -> list[dict]:
+    """One row per rule of `logs/benchmarks` (only `model`'s jobs if given), slowest first."""
+    root = Path(logs) / "benchmarks"
+    if not root.is_dir():
+        raise SystemExit(f"{root}: no benchmark files; run the workflow first "
+                         "(e.g. snakemake --cores 2 figures/asr.pdf)")
+    table = []
+    for rule_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(rule_dir.rglob("*.tsv"))
+        if model:
+            files = [f for f in files if f.relative_to(rule_dir).parts[0] in (model, f"{model}.tsv")]
+        jobs = [read_benchmark(f) for f in files]
+        if jobs:
+            seconds = [j["s"] for j in jobs]
+            table.append({"rule": rule_dir.name, "jobs": len(jobs), "job_s": sum(seconds),
+                          "mean_s": sum(seconds) / len(jobs), "max_s": max(seconds),
+                          "cpu_s": sum(j["cpu"] for j in jobs), "rss_mb": max(j["rss"] for j in jobs)})
+    total = sum(r["job_s"] for r in table) or 1.0
+    for row in table:
+        row["share"] = row["job_s"] / total
+    return sorted(table, key=lambda r: -r["job_s"])
+
+
+def duration(seconds: float) -> str:
+    """3729.4 -> '1 h 02 min 09 s'; 84.2 -> '1 min 24 s'; 9.6 -> '10 s'."""
+    s = round(seconds)
+    h, m, s = s // 3600, s // 60 % 60, s % 60
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def command_line(command: str | None) -> str:
+    """Snakemake's logged argv, its program by name: `.venv/bin/snakemake` and `python -m snakemake`'s
+    `.../snakemake/__main__.py` -> `snakemake`."""
+    if not command:
+        return "?"
+    program, _, rest = command.partition(" ")
+    path = Path(program)
+    return " ".join(filter(None, (path.parent.name if path.name == "__main__.py" else path.name, rest)))
+
+
+def render(log_dir: str | Path, logs: str | Path, model: str, config_md5: str | None) -> str:
+    """The README block: the completed runs of this config, then where the model's job time went."""
+    runs = snakemake_runs(log_dir, config_md5)
+    if runs:
+        rows = [{"started": (r["date"] or "?")[:16], "command": f"`{command_line(r['command'])}`",
+                 "cores": r["cores"] if r["cores"] is not None else "?", "jobs": r["total"],
+                 "wall time": duration(r["seconds"])} for r in runs]
+        text = (f"Completed Snakemake runs of this config in this checkout, oldest first (`{log_dir}/`; "
+                f"runs that only rendered the README left out):\n\n{to_markdown(pd.DataFrame(rows)).rstrip()}")
+    else:
+        text = f"No completed Snakemake run of this config is logged in `{log_dir}/`."
+    profile = job_profile(logs, model) if (Path(logs) / "benchmarks").is_dir() else []
+    if profile:
+        rows = [{"rule": r["rule"], "jobs": r["jobs"], "job-seconds": f"{r['job_s']:.0f}",
+                 "share": f"{r['share']:.0%}", "mean s": f"{r['mean_s']:.1f}", "max s": f"{r['max_s']:.1f}"}
+                for r in profile]
+        text += (f"\n\nWhere the job time of model `{model}` went (`{logs}/benchmarks/`, the latest run of each "
+                 f"job; job-seconds add up jobs that ran side by side, so they exceed the wall time; "
+                 f"`benchmarks/profile_run.py` prints this table):\n\n{to_markdown(pd.DataFrame(rows))}")
+    return text
