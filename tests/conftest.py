@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from safedrift.report.run_times import job_stats
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,16 +76,7 @@ class Workflow:
         """Rule name -> number of jobs `snakemake -n` would run."""
         # targets first: `--quiet` takes any number of values and would swallow them
         proc = self.snakemake(*targets, *extra, "-n", "--quiet", "rules")
-        counts: dict[str, int] = {}
-        table = False
-        for line in (proc.stdout + proc.stderr).splitlines():
-            parts = line.split()
-            if parts[:2] == ["job", "count"]:
-                table = True
-                continue
-            if table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-                counts[parts[0]] = int(parts[1])
-        return counts
+        return job_stats((proc.stdout + proc.stderr).splitlines())
 
 
 @pytest.fixture(scope="session")

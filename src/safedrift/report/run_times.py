@@ -3,7 +3,7 @@
 Two sources, both written while the workflow runs, so the README's times are read, never typed:
 
 - `.snakemake/log/*.snakemake.log`: Snakemake writes one per run, with a header (date, command,
-  config files, the MD5 of the config it ran), the job plan ("Job stats"), progress lines and the
+  the MD5 of the config it ran), the job plan ("Job stats"), progress lines and the
   elapsed wall time. `snakemake_runs` reads the completed ones.
 - `logs/benchmarks/<rule>/<wildcards>.tsv`: the `benchmark:` files of the heavy rules (wall seconds
   per job; rerunning a job overwrites its file). `job_profile` sums them per rule.
@@ -23,8 +23,8 @@ import pandas as pd
 
 from safedrift.report.tables import to_markdown
 
-HEADER_FIELD = re.compile(r"^\s+(Date|Command|Config file\(s\)|Config MD5): (.*)$")
-HEADER_KEYS = {"Date": "date", "Command": "command", "Config file(s)": "config_files", "Config MD5": "config_md5"}
+HEADER_FIELD = re.compile(r"^\s+(Date|Command|Config MD5): (.*)$")
+HEADER_KEYS = {"Date": "date", "Command": "command", "Config MD5": "config_md5"}
 PLAN_ROW = re.compile(r"^(\S+)\s+(\d+)$")
 PROGRESS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
 ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)$")
@@ -33,27 +33,33 @@ CORES = re.compile(r"^Provided cores: (\d+)$")
 DOCS_RULES = frozenset({"docs", "docs_figure"})
 
 
+def job_stats(lines: list[str]) -> dict[str, int]:
+    """Rule -> planned jobs, from the first "Job stats" table Snakemake prints (run logs, dry runs):
+    a header, a rule of dashes, one "rule count" row per rule, then "total N"."""
+    stripped = [line.strip() for line in lines]
+    if "Job stats:" not in stripped:
+        return {}
+    plan = {}
+    for line in stripped[stripped.index("Job stats:") + 1:]:
+        if m := PLAN_ROW.match(line):
+            if m[1] != "total":
+                plan[m[1]] = int(m[2])
+        elif not line.startswith(("job ", "---")):
+            break
+    return plan
+
+
 def parse_snakemake_log(path: str | Path) -> dict:
-    """One run's log -> date, command, config_files, config_md5, cores, plan {rule: jobs}, done, total,
-    seconds (None if the run did not finish)."""
-    run = {"log": str(path), "date": None, "command": None, "config_files": None, "config_md5": None,
-           "cores": None, "plan": {}, "done": 0, "total": 0, "seconds": None}
-    in_plan = False
-    for line in Path(path).read_text(errors="replace").splitlines():
-        if in_plan:  # the first "Job stats" table: a header, a rule of dashes, "rule count" rows, "total N"
-            if m := PLAN_ROW.match(line):
-                if m[1] != "total":
-                    run["plan"][m[1]] = int(m[2])
-                continue
-            if line.startswith(("job ", "---")):
-                continue
-            in_plan = False
+    """One run's log -> date, command, config_md5, cores, plan {rule: jobs}, done, total, seconds (None if
+    the run did not finish)."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    run = {"log": str(path), "date": None, "command": None, "config_md5": None, "cores": None,
+           "plan": job_stats(lines), "done": 0, "total": 0, "seconds": None}
+    for line in lines:
         if (m := HEADER_FIELD.match(line)) and run[HEADER_KEYS[m[1]]] is None:
             run[HEADER_KEYS[m[1]]] = m[2].strip()
         elif (m := CORES.match(line)) and run["cores"] is None:
             run["cores"] = int(m[1])
-        elif line == "Job stats:" and not run["plan"]:
-            in_plan = True
         elif m := PROGRESS.match(line):
             run["done"], run["total"] = int(m[1]), int(m[2])
         elif m := ELAPSED.match(line):
