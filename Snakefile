@@ -9,7 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from safedrift.errors import SafedriftError
-from safedrift.pipeline import drop_local_job_rate_limit, prepare_job_environment
+from safedrift.pipeline import prepare_job_environment
+from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
 try:
     prepare_job_environment(Path(workflow.basedir) / "src")
@@ -43,7 +44,7 @@ except ConfigError as e:
 # of imports per job with byte-identical results (src/safedrift/zygote.py; SAFEDRIFT_ZYGOTE=0 turns
 # it off). Cluster and conda jobs run in their own processes. And no job-rate limiter: Snakemake's
 # default one re-runs its scheduler on ever more timers and takes a core from the jobs
-# (pipeline.drop_local_job_rate_limit).
+# (snakemake_hooks.drop_local_job_rate_limit).
 onstart:
     if drop_local_job_rate_limit(workflow):
         print("safedrift: local run without Snakemake's job-rate limiter (its timers would take a core)", file=sys.stderr)

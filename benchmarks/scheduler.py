@@ -3,7 +3,7 @@
 A synthetic workflow shaped like the toy grid's fine-tuning phase: `--jobs` jobs, all ready at once,
 each with `--inputs` input files (the toy's finetune and generate jobs list ~60, mostly the source
 files of their stage), each sleeping `--seconds` (so the jobs use no CPU and what is measured is
-Snakemake's). Its `onstart:` calls pipeline.drop_local_job_rate_limit as the project's Snakefile
+Snakemake's). Its `onstart:` calls snakemake_hooks.drop_local_job_rate_limit as the project's Snakefile
 does. Variants, alternated for `--rounds` rounds:
 
 - `no limiter`: the CLI default (100/1s), which the hook turns off, as in a local safedrift run;
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = """
 import sys
 sys.path.insert(0, {src!r})
-from safedrift.pipeline import drop_local_job_rate_limit
+from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
 onstart:
     drop_local_job_rate_limit(workflow)

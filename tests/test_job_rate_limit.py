@@ -2,7 +2,7 @@
 
 With the CLI's default `--max-jobs-per-timespan 100/1s`, each scheduling round of Snakemake 9
 starts a one-second timer that starts the next round, and every finished job starts another such
-chain: the scheduler's threads and CPU grow with the number of jobs done (pipeline.drop_local_job_rate_limit).
+chain: the scheduler's threads and CPU grow with the number of jobs done (snakemake_hooks.drop_local_job_rate_limit).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from snakemake.scheduling.job_scheduler import JobRateLimiter
 from snakemake.settings.types import MaxJobsPerTimespan
 
 from conftest import ROOT
-from safedrift.pipeline import drop_local_job_rate_limit
+from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
 N_JOBS = 40
 # Each job writes how many threads Snakemake's main process (its shell's parent) has while it runs.
 SNAKEFILE = f"""
 import sys
 sys.path.insert(0, {str(ROOT / "src")!r})
-from safedrift.pipeline import drop_local_job_rate_limit
+from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
 onstart:
     drop_local_job_rate_limit(workflow)

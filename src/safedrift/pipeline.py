@@ -115,30 +115,3 @@ def prepare_job_environment(src) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-# Snakemake's CLI default for --max-jobs-per-timespan, which its CLI always sets.
-CLI_DEFAULT_JOB_RATE = (100, 1)  # (jobs, seconds)
-
-
-def drop_local_job_rate_limit(workflow) -> bool:
-    """Turn off Snakemake's job-rate limiter for a local run that kept the CLI default (100 jobs/1 s).
-
-    Why: with a limiter, each round of Snakemake's scheduler (snakemake 9.27,
-    scheduling/job_scheduler.py) ends by starting a timer that wakes the scheduler again one
-    timespan later, and each wake starts the next timer; every finished job starts one more such
-    chain. After N finished jobs the main process re-selects jobs N times a second over every ready
-    job's inputs: measured on the toy grid, its CPU use rose from 0.07 to 0.33 s/s within two
-    minutes, taking the CPU from the jobs. A local run has nothing to rate-limit (the API's default is
-    no limiter); without one the scheduler wakes when a job ends. A value the user gave, a
-    cluster run, or a Snakemake without this scheduler attribute is left as it is.
-    Call from `onstart:` (the scheduler exists then and has not selected a job). True if turned off.
-    """
-    scheduler = getattr(workflow, "scheduler", None)
-    limiter = getattr(scheduler, "job_rate_limiter", None)
-    if not workflow.local_exec or limiter is None:
-        return False
-    if (getattr(limiter, "max_jobs", None), getattr(limiter, "timespan", None)) != CLI_DEFAULT_JOB_RATE:
-        return False
-    scheduler.job_rate_limiter = None
-    return True
