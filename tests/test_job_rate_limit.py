@@ -7,8 +7,7 @@ chain: the scheduler's threads and CPU grow with the number of jobs done (snakem
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import importlib.util
 from types import SimpleNamespace
 
 from snakemake.scheduling.job_scheduler import JobRateLimiter
@@ -18,22 +17,16 @@ from conftest import ROOT
 from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
 N_JOBS = 40
-# Each job writes how many threads Snakemake's main process (its shell's parent) has while it runs.
-SNAKEFILE = f"""
-import sys
-sys.path.insert(0, {str(ROOT / "src")!r})
-from safedrift.snakemake_hooks import drop_local_job_rate_limit
 
-onstart:
-    drop_local_job_rate_limit(workflow)
 
-rule all:
-    input: expand("threads/{{i}}.txt", i=range({N_JOBS}))
-
-rule job:
-    output: "threads/{{i}}.txt"
-    shell: "sleep 0.05; grep Threads /proc/$PPID/status | cut -f2 > {{output}}"
-"""
+def scheduler_benchmark():
+    """benchmarks/scheduler.py: its synthetic workflow calls the hook as the Snakefile does, and each of
+    its jobs records the thread count of Snakemake's main process (its shell's parent)."""
+    path = ROOT / "benchmarks" / "scheduler.py"
+    spec = importlib.util.spec_from_file_location("bench_scheduler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def workflow(limit: str | None, local: bool = True):
@@ -51,13 +44,8 @@ def test_only_the_cli_default_of_a_local_run_is_dropped():
 
 
 def max_threads(folder, *args: str) -> int:
-    folder.mkdir()
-    tmp_path = folder
-    (tmp_path / "Snakefile").write_text(SNAKEFILE)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return max(int(p.read_text()) for p in (tmp_path / "threads").glob("*.txt"))
+    settings = SimpleNamespace(jobs=N_JOBS, inputs=0, seconds=0.05, cores=1)
+    return scheduler_benchmark().run(folder, settings, list(args))["threads"]
 
 
 def test_the_scheduler_threads_do_not_grow_with_the_jobs(tmp_path):
