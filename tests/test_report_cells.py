@@ -10,6 +10,7 @@ from safedrift.report.figures import FIGURES
 from safedrift.report.study_tables import TABLES
 
 RENAMED = {"objectives": "by_objective", "ema_defenses": "misalignment", "adaptive": "regularisers"}
+NOT_IN_SMOKE = ("baselines", "adaptive_strength")
 
 
 def smoke_config(renamed: bool) -> dict:
@@ -24,9 +25,9 @@ def test_roles_select_the_studies_by_their_grids():
     assert select_study(config, OBJECTIVE_GRID) == "objectives"
     assert select_study(config, DEFENSE_GRID) == "adaptive"
     assert select_study(config, EMA_GRID) == "ema_defenses"
-    # the smoke config has no poison-ratio sweep: no baselines table
+    # the smoke config has no poison-ratio sweep and no strength ladder: no baselines or strength table
     assert {t: select_study(config, spec["cells"]) for t, spec in TABLES.items()} == {
-        t: (None if t == "baselines" else t) for t in TABLES}
+        t: (None if t in NOT_IN_SMOKE else t) for t in TABLES}
     config["studies"] = {"objectives": config["studies"]["objectives"]}
     assert select_studies(config, FIGURES["asr"].roles) is None  # no defense grid: not a target
     assert select_studies(config, FIGURES["frontier"].roles) == {"objective": "objectives"}
@@ -47,7 +48,7 @@ def test_renaming_the_studies_keeps_every_figure_and_table(workflow_copy):
     assert "--study ema=results/studies/misalignment.csv" in figure["ema"]
     assert "--study objective=results/studies/by_objective.csv" in figure["budget"]
     assert "runs/harmful/sft/adaptive_probe/large/seed0/train_log.jsonl" in figure["adaptive"]
-    shown = [t for t in TABLES if t != "baselines"]
+    shown = [t for t in TABLES if t not in NOT_IN_SMOKE]
     tables = {t: next(c for c in commands if f"report.study_tables --study {t} " in c) for t in shown}
     assert {t: c.split("--table ")[1].split()[0] for t, c in tables.items()} == {
         t: f"results/studies/{RENAMED[t]}.csv" for t in shown}
