@@ -3,11 +3,10 @@ config.yaml, gets its own table role (report.cells.STRENGTH_SWEEP) and never tak
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 from conftest import ROOT
+from snakemake.utils import update_config
 
 from safedrift.config import validate
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, STRENGTH_SWEEP, select_study
@@ -15,17 +14,12 @@ from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISO
 OVERLAY = ROOT / "configs/sensitivity/adaptive_strength.yaml"
 
 
-def merged(base: dict, overlay: dict) -> dict:
-    """Snakemake's merge of two --configfile files: mappings are updated key by key, the rest replaced."""
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 @pytest.fixture
 def config() -> dict:
-    return merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(OVERLAY.read_text()))
+    """config.yaml with the overlay merged in, as Snakemake merges `--configfile config.yaml <overlay>`."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    update_config(config, yaml.safe_load(OVERLAY.read_text()))
+    return config
 
 
 def test_the_overlay_validates_and_says_how_to_run_it(config):
