@@ -27,9 +27,10 @@ def test_the_overlay_validates_and_says_how_to_run_it(config):
     header = OVERLAY.read_text().split("\ndefenses:")[0]
     assert "--configfile config.yaml configs/sensitivity/adaptive_strength.yaml" in header
     # the scorecard's cells are in the ladder unchanged, so the study reuses their runs
+    scorecard = yaml.safe_load((ROOT / "config.yaml").read_text())["defenses"]
     for name in ("kl", "adaptive_probe", "adaptive_critic"):
         assert name in config["studies"]["adaptive_strength"]["defenses"]
-        assert config["defenses"][name] == yaml.safe_load((ROOT / "config.yaml").read_text())["defenses"][name]
+        assert config["defenses"][name] == scorecard[name]
 
 
 def test_the_strength_role_picks_the_ladder_and_the_other_roles_never_do(config):

@@ -22,6 +22,10 @@ import pandas as pd
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, STRENGTH_SWEEP
 from safedrift.report.tables import fmt_ci, write_table
 
+# The columns of a table that sweeps defenses along one setting (poison ratio, strength).
+DEFENSE_SWEEP_METRICS = {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
+                         "capability": "task acc.", "new_task_capability": "new-task acc."}
+
 TABLES = {
     "objectives": {
         "cells": OBJECTIVE_GRID,
@@ -54,8 +58,7 @@ TABLES = {
     "baselines": {
         "cells": POISON_SWEEP,
         "rows": ["scenario", "defense"],
-        "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
-                    "capability": "task acc.", "new_task_capability": "new-task acc."},
+        "metrics": DEFENSE_SWEEP_METRICS,
         "caption": "Harmful fine-tuning baselines at poison ratios 0.05, 0.1 and 0.2 (the layout of Lisa's and "
                    "Vaccine's main tables): no defense, fixed and adaptive KL, Lisa, token-constrained fine-tuning "
                    "and SafeLoRA on the aligned reference, and no defense on the Vaccine reference (SFT, large budget).",
@@ -63,8 +66,7 @@ TABLES = {
     "adaptive_strength": {
         "cells": STRENGTH_SWEEP,
         "rows": ["scenario", "defense"],
-        "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
-                    "capability": "task acc.", "new_task_capability": "new-task acc."},
+        "metrics": DEFENSE_SWEEP_METRICS,
         "caption": "Dose-response of the KL defenses: fixed KL and adaptive KL (probe, critic) at several weights "
                    "(beta; lambda_max), and the paper's per-batch rule (configs/sensitivity/adaptive_strength.yaml; "
                    "SFT, large budget).",
