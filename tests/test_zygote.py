@@ -105,6 +105,50 @@ def test_killed_client_kills_its_child(work, server):
     assert not Path(f"/proc/{pid}").exists()
 
 
+def test_a_served_job_ends_without_the_interpreters_teardown(tmp_path):
+    # Teardown decrefs every preloaded object, copying the pages a child shares with its server
+    # (0.3-0.9 s a job); the exit steps a job can observe still run: its status, message, atexit.
+    log = tmp_path / "exits.log"
+    env = {**JOB_ENV, "PYTHONPATH": str(Path(__file__).parent / "fixtures"), "SAFEDRIFT_TEST_EXIT_LOG": str(log)}
+    servers = zygote.Servers(tmp_path / "z", env=env, specs=["zygote_exit_marker"])
+    servers.wait_ready()
+    try:
+        proc = run(["no_such_stage"], servers.folder, env=env)
+    finally:
+        servers.stop()
+    assert proc.returncode == 2 and "unknown stage 'no_such_stage'" in proc.stderr
+    [child] = re.findall(r"child (\d+) exited 2", server_log(tmp_path / "z"))
+    assert f"{child} atexit\n" in log.read_text()
+    assert f"{child} teardown" not in log.read_text()
+
+
+EXIT_CHILD = """
+import sys, threading, time
+from safedrift.zygote import exit_child
+
+def job():
+    print("buffered", end="")  # stdout is a pipe: block-buffered until flushed
+    threading.Thread(target=lambda: (time.sleep(0.2), print(" thread-done", end=""))).start()
+    return {job}
+
+exit_child(job)
+"""
+
+
+@pytest.mark.parametrize("body, status, stderr", [
+    ("3", 3, ""),
+    ("sys.exit('bad config key')", 1, "bad config key"),
+    ("sys.exit(None)", 0, ""),
+    ("1 / 0", 1, "ZeroDivisionError"),
+])
+def test_exit_child_keeps_what_a_python_exit_does(body, status, stderr):
+    proc = subprocess.run([sys.executable, "-c", EXIT_CHILD.replace("{job}", body)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == status
+    assert stderr in proc.stderr
+    assert proc.stdout == "buffered thread-done"  # the non-daemon thread ran to its end; stdout was flushed
+
+
 def test_idle_server_exits_and_stop_removes_the_socket(tmp_path):
     # A light preload: this is about the server's lifetime, not its imports.
     idle = zygote.Servers(tmp_path / "idle", env=JOB_ENV, idle_timeout=0.5, specs=["json"])

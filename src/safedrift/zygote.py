@@ -13,7 +13,8 @@ so a server serves one thread count. Any other client is refused and runs the st
 Protocol: the client sends an 8-byte length, with its fds 0, 1, 2 attached (SCM_RIGHTS), then a
 JSON request; the server answers JSON lines: {"refused": why} (nothing ran), or {"forked": pid}
 and, when the child ends, {"exit": status}. If the client's end closes first (it was killed),
-the server kills the child's process group.
+the server kills the child's process group. A child ends as Python ends, minus the interpreter's
+teardown (`exit_child`), and wakes its server as it ends (a pidfd in the server's selector).
 
 On by default for local runs without --software-deployment-method (SAFEDRIFT_ZYGOTE=0 turns it
 off): Snakemake's onstart hook starts a server and points the jobs at it; onsuccess/onerror stop
@@ -40,6 +41,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +69,7 @@ FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
 CONNECT_TIMEOUT, REPLY_TIMEOUT = 5.0, 60.0  # seconds; past them the client runs the stage itself
 IDLE_TIMEOUT = 3600.0  # seconds without a job after which a server exits
 POLL = 0.05  # seconds between checks for ended children (the client of each waits for them)
+CHILD_ENDED = "child ended"  # selector data of a child's pidfd
 WORKFLOW_DIR = Path(".snakemake") / "safedrift-zygote"  # <snakemake pid>/threads<n>.{sock,log}
 
 
@@ -177,6 +180,7 @@ class Server:
         self.path, self.identity, self.env = path, identity, env
         self.parent_pid, self.idle_timeout = parent_pid, idle_timeout
         self.children: dict[int, socket.socket] = {}  # pid -> connection to its client
+        self.pidfds: dict[int, int] = {}  # pid -> its pidfd (Linux), registered in the selector
         # Bound under another name and renamed when ready: a job that starts earlier finds no socket.
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         Path(f"{path}.tmp").unlink(missing_ok=True)
@@ -194,6 +198,8 @@ class Server:
                     job = self._accept()
                     if job is not None:
                         return job
+                elif key.data is CHILD_ENDED:
+                    pass  # reaped below
                 elif not _recv_or_eof(key.fileobj):  # a client closed before its child ended: it was killed
                     _log(f"the client of {key.data} is gone; killing its process group")
                     self.selector.unregister(key.fileobj)
@@ -228,6 +234,8 @@ class Server:
                 self.selector.close()
                 for sock in (self.listener, *self.children.values()):
                     sock.close()
+                for pidfd in self.pidfds.values():
+                    os.close(pidfd)
                 # Its own process group, so that a kill takes what the stage started, too. It keeps its
                 # client's connection open: should this server die, the client waits for the child.
                 os.setpgid(0, 0)
@@ -237,6 +245,9 @@ class Server:
                 os.setpgid(pid, pid)
             self.children[pid] = conn
             self.selector.register(conn, selectors.EVENT_READ, pid)
+            if (pidfd := _pidfd(pid)) is not None:  # readable when the child ends: reaped without waiting a POLL
+                self.pidfds[pid] = pidfd
+                self.selector.register(pidfd, selectors.EVENT_READ, CHILD_ENDED)
             _send(conn, {"forked": pid})
             _log(f"forked {pid} for {req['stage']} {' '.join(req['argv'])}")
         else:
@@ -253,6 +264,9 @@ class Server:
             if pid == 0:
                 return
             conn = self.children.pop(pid)
+            if (pidfd := self.pidfds.pop(pid, None)) is not None:
+                self.selector.unregister(pidfd)
+                os.close(pidfd)
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code  # as a shell reports a process killed by a signal
             if conn.fileno() in self.selector.get_map():
@@ -274,6 +288,15 @@ def _read_request(conn: socket.socket) -> tuple[dict, list[int]]:
         for fd in fds:
             os.close(fd)
         raise
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when `pid` ends (Linux >= 5.3), or None: then the
+    server finds ended children every POLL seconds."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -306,8 +329,45 @@ def become_client(req: dict, stdio: list[int], import_env: dict) -> None:
         sys.modules["torch"].default_generator.seed()
 
 
+def exit_child(job) -> None:
+    """Run `job()` (it returns an exit status) and end this forked child without the interpreter's
+    teardown, which never returns.
+
+    Python's finalization decrefs every object the server preloaded; each decref writes to a page
+    the child shares with the server, so the kernel copies it: 0.3 to 0.9 s per job, most of a
+    light job's time (benchmarks/startup.py). Everything else a Python exit does is kept, in its
+    order: an uncaught exception's traceback (status 1) or SystemExit's status, then waiting for
+    non-daemon threads, atexit handlers and flushing stdout/stderr; then os._exit, as
+    multiprocessing's forked children end (threading._shutdown and atexit._run_exitfuncs are the
+    interpreter's own shutdown steps). Objects are not finalized: a stage closes what it writes."""
+    try:
+        status = job()
+    except SystemExit as e:
+        status = exit_status(e.code)
+    except BaseException as e:
+        sys.excepthook(type(e), e, e.__traceback__)
+        status = 128 + signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1  # as a shell reports Python's
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
+def exit_status(code) -> int:
+    """The status `sys.exit(code)` ends a process with (printing a non-integer code, as Python does)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
 def serve(path: str, parent_pid: int | None = None, idle_timeout: float = IDLE_TIMEOUT, specs=PRELOAD) -> int:
-    """Preload, then serve on `path`. Returns the server's exit status, or in a forked child the job's."""
+    """Preload, then serve on `path`. Returns the server's exit status; a forked child ends in exit_child."""
     # As `python -m safedrift` does in every client: the pins must be in place before torch loads.
     cpu_pin.apply()
     start_identity, start_env = identity(), dict(os.environ)  # what clients must match
@@ -319,8 +379,8 @@ def serve(path: str, parent_pid: int | None = None, idle_timeout: float = IDLE_T
     check_fork_safe()
     import_env = {k: v for k, v in os.environ.items()  # what the imports set, e.g. KMP_INIT_AT_FORK
                   if start_env.get(k) != v and k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
-    # Children's collections skip the preloaded objects: their pages stay shared, and a child
-    # exits in 0.4 s instead of 2 s.
+    # Children's collections (accelerate runs one per training run) skip the preloaded objects:
+    # their pages stay shared.
     gc.freeze()
     server = Server(path, start_identity, start_env, parent_pid, idle_timeout)
     _log(f"serving on {path} (preloaded in {time.monotonic() - t0:.1f}s)")
@@ -328,7 +388,7 @@ def serve(path: str, parent_pid: int | None = None, idle_timeout: float = IDLE_T
     if job is None:
         return 0
     become_client(*job, import_env)
-    return run_stage(job[0]["stage"], job[0]["argv"])
+    exit_child(lambda: run_stage(job[0]["stage"], job[0]["argv"]))
 
 
 # --------------------------------------------------------------------------- lifecycle
