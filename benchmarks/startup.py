@@ -1,9 +1,10 @@
-"""Wall time of N jobs of a representative stage, in-process vs through the zygote fork server.
+"""Wall time of N jobs of two representative stages, in-process vs through the zygote fork server.
 
-The stage is `world.pretrain` on a tiny corpus (3 optimizer steps): it imports what a
-fine-tuning job imports (torch, transformers, trl, datasets), so its time is mostly start-up.
-Runs alternate between the two modes so that load from other processes hits both alike; each
-pair's outputs are compared byte for byte.
+`world.pretrain` on a tiny corpus (3 optimizer steps) imports what a fine-tuning job imports
+(torch, transformers, trl, datasets), so its time is mostly start-up and exit; `world.tokenizer`
+does almost nothing, so its time through the server is the server's own cost per job (fork,
+stdio hand-over, exit). Runs alternate between the modes so that load from other processes hits
+both alike; each pair's outputs are compared byte for byte.
 
     python benchmarks/startup.py --n 10
 """
@@ -56,30 +57,41 @@ def main(argv=None) -> int:
         servers = zygote.Servers(work / "z", threads=[1], env=env)
         servers.wait_ready()
         server_start = time.perf_counter() - t0
-        times = {"in-process": [], "zygote": []}
+        stages = {
+            "world.pretrain (3 steps)": lambda out: (
+                ["world.pretrain", "--corpus", work / "corpus.jsonl", "--tokenizer", work / "tok", "--arch",
+                 json.dumps(ARCH), "--settings", json.dumps(SETTINGS), "--out", out, "--threads", 1],
+                out / "model.safetensors"),
+            "world.tokenizer": lambda out: (
+                ["world.tokenizer", "--corpus", work / "corpus.jsonl", "--vocab-size", 200, "--out", out],
+                out / "tokenizer.json"),
+        }
+        times = {(stage, mode): [] for stage in stages for mode in ("in-process", "zygote")}
         try:
             for i in range(a.n):
-                for mode, folder in (("in-process", None), ("zygote", servers.folder)):
-                    out = work / f"{mode}{i}"
-                    argv = ["world.pretrain", "--corpus", work / "corpus.jsonl", "--tokenizer", work / "tok",
-                            "--arch", json.dumps(ARCH), "--settings", json.dumps(SETTINGS), "--out", out,
-                            "--threads", 1]
-                    times[mode].append(job(argv, env, folder))
-                same = (work / f"in-process{i}/model.safetensors").read_bytes() == \
-                       (work / f"zygote{i}/model.safetensors").read_bytes()
-                if not same:
-                    sys.exit(f"run {i}: model.safetensors differs between in-process and zygote")
+                for stage, make in stages.items():
+                    outputs = []
+                    for mode, folder in (("in-process", None), ("zygote", servers.folder)):
+                        argv, output = make(work / f"{stage.split()[0]}-{mode}{i}")
+                        times[stage, mode].append(job(argv, env, folder))
+                        outputs.append(output.read_bytes())
+                    if outputs[0] != outputs[1]:
+                        sys.exit(f"{stage} run {i}: {output.name} differs between in-process and zygote")
         finally:
             servers.stop()
         served = (servers.folder / "threads1.log").read_text().count("forked ")
 
-    print(f"world.pretrain (3 steps), {a.n} jobs per mode, {os.cpu_count()} CPUs; outputs identical: yes")
-    print(f"zygote server start (preload, once): {server_start:.1f} s; jobs it served: {served}/{a.n}")
-    for mode, seconds in times.items():
-        print(f"  {mode:10s}  total {sum(seconds):6.1f} s   per job {statistics.mean(seconds):5.2f} s"
-              f" (median {statistics.median(seconds):.2f}, min {min(seconds):.2f})")
-    saved = statistics.mean(times["in-process"]) - statistics.mean(times["zygote"])
-    print(f"  in-process / zygote: {sum(times['in-process']) / sum(times['zygote']):.1f}x; saved {saved:.2f} s per job")
+    print(f"{a.n} jobs per stage and mode, {os.cpu_count()} CPUs; outputs identical: yes")
+    print(f"zygote server start (preload, once): {server_start:.1f} s; jobs it served: {served}/{a.n * len(stages)}")
+    for stage in stages:
+        print(stage)
+        for mode in ("in-process", "zygote"):
+            seconds = times[stage, mode]
+            print(f"  {mode:10s}  total {sum(seconds):6.1f} s   per job {statistics.mean(seconds):5.2f} s"
+                  f" (median {statistics.median(seconds):.2f}, min {min(seconds):.2f})")
+        plain, forked = times[stage, "in-process"], times[stage, "zygote"]
+        print(f"  in-process / zygote: {sum(plain) / sum(forked):.1f}x;"
+              f" saved {statistics.mean(plain) - statistics.mean(forked):.2f} s per job")
     return 0
 
 

@@ -107,7 +107,7 @@ def test_killed_client_kills_its_child(work, server):
 
 def test_a_served_job_ends_without_the_interpreters_teardown(tmp_path):
     # Teardown decrefs every preloaded object, copying the pages a child shares with its server
-    # (0.3-0.9 s a job); the exit steps a job can observe still run: its status, message, atexit.
+    # (0.2-0.8 s a job); the exit steps a job can observe still run: its status, message, atexit.
     log = tmp_path / "exits.log"
     env = {**JOB_ENV, "PYTHONPATH": str(Path(__file__).parent / "fixtures"), "SAFEDRIFT_TEST_EXIT_LOG": str(log)}
     servers = zygote.Servers(tmp_path / "z", env=env, specs=["zygote_exit_marker"])

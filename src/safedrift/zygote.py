@@ -330,16 +330,17 @@ def become_client(req: dict, stdio: list[int], import_env: dict) -> None:
 
 
 def exit_child(job) -> None:
-    """Run `job()` (it returns an exit status) and end this forked child without the interpreter's
-    teardown, which never returns.
+    """Run `job()` (it returns an exit status), then end this forked child without the interpreter's
+    teardown. Never returns.
 
     Python's finalization decrefs every object the server preloaded; each decref writes to a page
-    the child shares with the server, so the kernel copies it: 0.3 to 0.9 s per job, most of a
-    light job's time (benchmarks/startup.py). Everything else a Python exit does is kept, in its
-    order: an uncaught exception's traceback (status 1) or SystemExit's status, then waiting for
-    non-daemon threads, atexit handlers and flushing stdout/stderr; then os._exit, as
-    multiprocessing's forked children end (threading._shutdown and atexit._run_exitfuncs are the
-    interpreter's own shutdown steps). Objects are not finalized: a stage closes what it writes."""
+    the child shares with the server, so the kernel copies it: 0.2 to 0.8 s per job, most of a
+    light job's time (benchmarks/startup.py: world.tokenizer took 0.52 s a job with it, 0.17 s
+    without). Everything else a Python exit does is kept, in its order: an uncaught exception's
+    traceback (status 1) or SystemExit's status, then waiting for non-daemon threads, atexit
+    handlers, flushing stdout/stderr; then os._exit, as multiprocessing's forked children end
+    (threading._shutdown and atexit._run_exitfuncs are the interpreter's own shutdown steps).
+    Objects are not finalized: a stage closes what it writes (every stage writes through `with`)."""
     try:
         status = job()
     except SystemExit as e:
