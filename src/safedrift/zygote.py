@@ -68,7 +68,7 @@ PRELOAD = (
 FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
 CONNECT_TIMEOUT, REPLY_TIMEOUT = 5.0, 60.0  # seconds; past them the client runs the stage itself
 IDLE_TIMEOUT = 3600.0  # seconds without a job after which a server exits
-POLL = 0.05  # seconds between checks for ended children (the client of each waits for them)
+POLL = 0.05  # seconds between the server's checks for its parent, idleness and (without pidfds) ended children
 CHILD_ENDED = "child ended"  # selector data of a child's pidfd
 WORKFLOW_DIR = Path(".snakemake") / "safedrift-zygote"  # <snakemake pid>/threads<n>.{sock,log}
 
