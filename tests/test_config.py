@@ -54,6 +54,14 @@ def test_shipped_configs_validate(path):
     assert check_paths(config, ROOT) is config
 
 
+def test_default_objectives_study_draws_a_budget_curve():
+    # Vennemeyer et al.'s claims read "at small budgets ... as budget grows": the default study needs a
+    # curve (issue 12: at least four step budgets spanning at least 8x), not two or three points.
+    config = load(ROOT / "config.yaml")
+    steps = sorted(config["budgets"][b]["steps"] for b in config["studies"]["objectives"]["budgets"])
+    assert len(steps) >= 4 and steps[-1] >= 8 * steps[0], steps
+
+
 # Each case: (what is wrong, edit of the smoke config, text the one-line message must contain).
 BAD_CONFIGS = [
     ("unknown top-level key", lambda c: c.update(sedes=[0]), "config key sedes: unknown key"),
