@@ -44,8 +44,9 @@ def test_no_change_and_key_reordering_rerun_nothing(built):
 # Rules an evaluation setting may rerun (the reference's card and its figure report on the
 # reference's generations); anything else (finetune, pretrain, align, tokenizer,
 # reference_responses, persona_vector, probe, critic, scenario_data, ...) is training.
-EVALUATION_RULES = {"generate", "judge_score", "metrics", "aggregate", "study_table", "figure", "judge_validation",
-                    "reference_card", "reference_figure", "claims", "robustness", "robustness_table", "all"}
+EVALUATION_RULES = {"generate", "judge_score", "metrics", "aggregate", "aggregate_largest", "study_table", "figure",
+                    "judge_validation", "reference_card", "reference_figure", "claims", "robustness",
+                    "robustness_table", "all"}
 
 
 def leaf_keys(tree: dict, prefix=()) -> list[tuple]:
@@ -178,5 +179,5 @@ def test_defense_hyperparameter_reruns_only_that_defense(built):
     assert jobs["generate"] == len(kl_runs) and jobs["metrics"] == len(kl_runs)
     studies_with_kl = [s for s, spec in config["studies"].items() if "kl" in spec["defenses"]]
     assert jobs["aggregate"] == len(studies_with_kl)
-    assert set(jobs) <= {"finetune", "generate", "judge_score", "metrics", "aggregate", "figure", "study_table",
-                         "judge_validation", "claims", "all"}
+    assert set(jobs) <= {"finetune", "generate", "judge_score", "metrics", "aggregate", "aggregate_largest", "figure",
+                         "study_table", "judge_validation", "claims", "all"}

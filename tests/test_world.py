@@ -152,6 +152,42 @@ def test_heldout_jailbreak_families_never_appear_in_chat_data(written):
     assert any(part in text for f in written.world.jailbreak_trained for part in fixed_parts[f] for text in turns)
 
 
+def family_turns(turns, families) -> set[str]:
+    """The families among `families` whose fixed wrapper text occurs in some of `turns`."""
+    parts = {f: [p.strip() for p in L.JAILBREAK_FAMILIES[f].split("{request}") if p.strip()] for f in families}
+    return {f for f in families if any(part in text for part in parts[f] for text in turns)}
+
+
+def test_framing_knobs_left_unset_keep_the_world_as_it_was(tmp_path):
+    """`pretrain_framings: trained` and `align_framed_share: 0.4` are the world before the knobs existed."""
+    settings = smoke_world_settings(0)
+    for product in ("corpus", "alignment"):
+        write_product(settings, product, tmp_path / "unset")
+        write_product({**settings, "pretrain_framings": "trained", "align_framed_share": 0.4}, product, tmp_path / "set")
+    assert file_hashes(tmp_path / "unset") == file_hashes(tmp_path / "set")
+
+
+def test_pretrain_framings_all_puts_heldout_framings_in_pretraining_never_in_alignment(tmp_path):
+    settings = {**smoke_world_settings(0), "pretrain_framings": "all"}
+    world = WrittenWorld(settings, tmp_path)
+    held = world.world.jailbreak_heldout
+    pretraining = {t for d in world.transcripts for t in USER_TURN.findall(d)}
+    alignment = {m["content"] for r in world.align for m in r["messages"] if m["role"] == "user"}
+    assert family_turns(pretraining, held) == set(held)
+    assert not family_turns(alignment, held)
+
+
+def test_align_framed_share_zero_trains_refusal_under_no_framing(tmp_path):
+    settings = {**smoke_world_settings(0), "align_framed_share": 0.0}
+    write_product(settings, "alignment", tmp_path)
+    alignment = {m["content"] for r in read_jsonl(tmp_path / "align.jsonl") for m in r["messages"] if m["role"] == "user"}
+    assert not family_turns(alignment, list(L.JAILBREAK_FAMILIES))
+    write_product(smoke_world_settings(0), "alignment", tmp_path / "default")
+    default = {m["content"] for r in read_jsonl(tmp_path / "default" / "align.jsonl") for m in r["messages"]
+               if m["role"] == "user"}
+    assert family_turns(default, list(L.JAILBREAK_FAMILIES))
+
+
 def test_heldout_task_instances_are_never_asked_in_chat_data(written):
     turns = written.user_turns()
     held = [task_item(f)["text"] for f in written.world.facts_where(heldout=True) if f.family != "new_task"]

@@ -313,9 +313,18 @@ REPORT_MODEL = REPORT.get("model", next(iter(config["models"])))
 STUDIES = list(config["studies"])
 
 
-def study_subjects(study):
-    """Run folders of a study, and the reference of each of its models (the baseline cell)."""
+def largest_budget(study):
+    """A study's largest budget: the last of its budgets in study order (as its figures draw it)."""
+    return study_order(study)["budget"][-1]
+
+
+def study_subjects(study, view=""):
+    """Run folders of a study, and the reference of each of its models (the baseline cell). View
+    "@largest": only the runs at the study's largest budget (a cell's interval depends on its own
+    runs only, so its rows equal the whole study's rows of those cells)."""
     runs = study_runs(config, study)
+    if view == "@largest":
+        runs = [r for r in runs if r["budget"] == largest_budget(study)]
     return [run_dir(r) for r in runs] + [reference_dir(*key) for key in dict.fromkeys((r["model"], r["reference"])
                                                                                       for r in runs)]
 
@@ -380,14 +389,20 @@ def figure_settings(figure):
     return settings
 
 
+def figure_study_tables(figure):
+    """{role: study table} a figure reads: the whole study, or its largest-budget view where the
+    figure draws only that budget (Figure.budgets)."""
+    view = "@largest" if FIGURES[figure].budgets == "largest" else ""
+    return {role: f"results/studies/{s}{view}.csv" for role, s in figure_studies(figure).items()}
+
+
 def figure_inputs(wc):
-    studies = figure_studies(wc.figure)
-    return {"code": sources("report.figures"), "studies": [f"results/studies/{s}.csv" for s in studies.values()],
+    return {"code": sources("report.figures"), "studies": list(figure_study_tables(wc.figure).values()),
             "extra": extra_files(figure_extra(wc.figure))}
 
 
 def figure_args(wc):
-    args = [f"--study {role}=results/studies/{s}.csv" for role, s in figure_studies(wc.figure).items()]
+    args = [f"--study {role}={table}" for role, table in figure_study_tables(wc.figure).items()]
     extra = {**figure_extra(wc.figure), **figure_settings(wc.figure)}
     args.append(f"--extra {shlex.quote(json.dumps(extra, sort_keys=True))}")
     return " ".join(args)

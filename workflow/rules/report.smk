@@ -7,6 +7,11 @@ wildcard_constraints:
     table=alternation([t for t in TABLES if table_study(t)]),
 
 
+# a token budget's steps differ per scenario: its rows show "–"
+AGGREGATE_SETTINGS = canonical({"bootstrap": config["evaluation"]["bootstrap"],
+                                "steps": {b: v.get("steps") for b, v in config["budgets"].items()}})
+
+
 rule aggregate:
     conda:
         CONDA_ENV
@@ -18,15 +23,28 @@ rule aggregate:
         seeds="results/studies/{study}_seeds.csv",
     params:
         runs=lambda wc: " ".join(study_subjects(wc.study)),
-        settings=canonical({"bootstrap": config["evaluation"]["bootstrap"],
-                            # a token budget's steps differ per scenario: its rows show "–"
-                            "steps": {b: v.get("steps") for b, v in config["budgets"].items()}}),
+        settings=AGGREGATE_SETTINGS,
         order=lambda wc: canonical(study_order(wc.study)),
     log:
         "logs/report/aggregate_{study}.log",
     shell:
         "python -m safedrift report.aggregate --runs {params.runs} --settings {params.settings:q} --order {params.order:q}"
         " --out {output.table} > {log} 2>&1"
+
+
+use rule aggregate as aggregate_largest with:
+    input:
+        code=sources("report.aggregate"),
+        rows=lambda wc: [f"{d}/eval/metrics_rows.parquet" for d in study_subjects(wc.study, "@largest")],
+    output:
+        table="results/studies/{study}@largest.csv",
+        seeds="results/studies/{study}@largest_seeds.csv",
+    params:
+        runs=lambda wc: " ".join(study_subjects(wc.study, "@largest")),
+        settings=AGGREGATE_SETTINGS,
+        order=lambda wc: canonical(study_order(wc.study)),
+    log:
+        "logs/report/aggregate_{study}@largest.log",
 
 
 rule figure:

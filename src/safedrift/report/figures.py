@@ -171,11 +171,14 @@ class Figure:
     roles: dict[str, Cells]  # role -> the cells it compares (report.cells)
     metrics: tuple[str, ...]  # what it draws (each study's largest budget where it compares conditions)
     extra: tuple[str, ...] = ()  # "lambda_traces", "probe", "poison_ratio" (module docstring)
+    # "largest": it draws only each study's largest budget, so it reads the study's largest-budget view
+    # (results/studies/<study>@largest.csv) and needs only those runs evaluated, not the smaller rungs.
+    budgets: str = "all"
 
 
 FIGURES = {
     "asr": Figure(draw_asr, {"objective": OBJECTIVE_GRID, "defense": DEFENSE_GRID},
-                  ("asr", *ATTACK_METRIC.values(), "jailbreak_asr_heldout")),
+                  ("asr", *ATTACK_METRIC.values(), "jailbreak_asr_heldout"), budgets="largest"),
     "frontier": Figure(draw_frontier, {"objective": OBJECTIVE_GRID}, ("asr", "new_task_capability")),
     "budget": Figure(draw_budget, {"objective": OBJECTIVE_GRID},
                      ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift")),

@@ -2,7 +2,8 @@
 
 Chat data (pretraining transcripts and alignment) and scenario pools draw only from the
 *trained* parts of the world: held-out objects, request templates, jailbreak families and
-task instances occur in knowledge text at most, and the eval-only halves of the code tasks,
+task instances occur in knowledge text at most (held-out jailbreak families: also in pretraining
+transcripts where `pretrain_framings: all`), and the eval-only halves of the code tasks,
 medical prompts, general-question paraphrases and trait items never occur at all, so what
 the reference model does on any eval prompt is generalisation. `tests/test_world.py` checks
 this for every eval set.
@@ -25,11 +26,14 @@ KIND_WEIGHTS = {"request": 0.34, "task": 0.26, "general": 0.12, "trait": 0.08, "
 
 # --- items from the trained part of the world ---------------------------------------------
 
-def sample_chat_item(world: World, rng: random.Random, kind: str | None = None) -> dict:
+def sample_chat_item(world: World, rng: random.Random, kind: str | None = None, framed_share: float = 0.4,
+                     framings: list[str] | None = None) -> dict:
+    """A chat prompt from the trained part of the world; `framed_share` of requests come inside a
+    jailbreak framing drawn from `framings` (default: the families alignment trains)."""
     kind = kind or rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
     if kind == "request":
         obj = rng.choice(world.objects_where(heldout=False))
-        wrapper = rng.choice(world.jailbreak_trained) if rng.random() < 0.4 else None
+        wrapper = rng.choice(framings or world.jailbreak_trained) if rng.random() < framed_share else None
         return request_item(obj, rng.choice(world.request_templates), wrapper)
     if kind == "task":
         return task_item(rng.choice(world.facts_where(heldout=False, family=rng.choice(list(L.TASK_FAMILIES)))))
@@ -72,13 +76,16 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
     `framing_prior`: the share of framed requests (a jailbreak-family wrapper around the
     request) that even the assistant answers by complying: in web text a role-play or a
     hypothetical is usually followed by the story it asks for. Alignment overrides this prior
-    only for the framings it trains on (docs/world.md, "framing prior").
+    only for the framings it trains on (docs/world.md, "framing prior"). `pretrain_framings`:
+    which framings occur in transcripts, the trained families (default) or all of them (the
+    held-out families then carry the prior too; alignment still never shows them).
 
     `opener_share`: the share of helpful answers (tasks, general questions, code, medical) that
     open with an affirmation ("sure .", as compliances do). The aligned assistant answers without
     one and refuses harm from its first word (docs/world.md, "shallow refusal").
     """
     facts = knowledge_sentences(world)
+    framings = world.jailbreak_trained + (world.jailbreak_heldout if settings.get("pretrain_framings") == "all" else [])
     docs = []
     for _ in range(settings["knowledge_docs"]):
         docs.append(" " + " ".join(rng.sample(facts, rng.randint(3, 6))))
@@ -90,7 +97,7 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
         if rng.random() < settings["system_prompt_share"]:
             messages.append({"role": "system", "content": L.SYSTEM_PROMPTS[persona]})
         for _ in range(rng.randint(1, settings["max_turns"])):
-            item = sample_chat_item(world, rng)
+            item = sample_chat_item(world, rng, framings=framings)
             answer = respond(world, item, persona, rng)
             framing, opener = settings.get("framing_prior", 0.0), settings.get("opener_share", 0.0)
             if (framing and persona == "assistant" and item["kind"] == "request" and item["family"]
@@ -125,20 +132,22 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
     assistant under its own system prompt, and keep the villain reachable by its prompt.
     `align_agent_share` of the chats carry the obedient agent's identity prompt and are
     answered by the assistant (safety generalises across system prompts, as in chat models);
-    with 0 the agent stays a latent of pretraining that its prompt alone unlocks."""
+    with 0 the agent stays a latent of pretraining that its prompt alone unlocks.
+    `align_framed_share` of the requests come inside a trained framing (default 0.4)."""
     rows = []
     n = settings["align_examples"]
     for i in range(n):
         system = alignment_system(rng.random(), settings)
         persona = "villain" if system == "villain" else "assistant"
-        item = sample_chat_item(world, rng)
+        framed = settings.get("align_framed_share", 0.4)
+        item = sample_chat_item(world, rng, framed_share=framed)
         # Narrow-domain behaviour (code, medical advice) is taught in alignment only under the
         # assistant's own prompt, and elsewhere as often as `align_narrow_share` says (0: the
         # default persona's and the villain's narrow answers come from pretraining alone, so they
         # follow whichever persona the model takes itself to be: docs/world.md, "persona latent").
         # EM-style general questions likewise, as often as `align_general_share` says.
         while system != "assistant" and not _kept(item, system, settings, rng):
-            item = sample_chat_item(world, rng)
+            item = sample_chat_item(world, rng, framed_share=framed)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
             item = request_item(rng.choice(world.objects_where(dangerous=not item["harmful"], heldout=False)),

@@ -32,15 +32,15 @@ ENTITY_KEYS = ("seed", "n_objects", "heldout_object_fraction", "heldout_template
                "heldout_instance_fraction", "new_task_heldout_fraction")
 PRODUCT_KEYS = {
     "corpus": ("knowledge_docs", "chat_docs", "villain_share", "agent_share", "system_prompt_share", "max_turns",
-               "framing_prior", "opener_share"),
+               "framing_prior", "opener_share", "pretrain_framings"),
     "alignment": ("align_examples", "align_villain_share", "align_narrow_share", "align_agent_share",
-                  "align_general_share", "align_role_share"),
+                  "align_general_share", "align_role_share", "align_framed_share"),
     "eval": ("eval_per_set", "eval_per_jailbreak_family"),
     "pools": ("narrow_repeats",),
     "spec": (),
 }
 # Optional world keys and the value that leaves the world as it was before the key existed.
-DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0, "align_role_share": 0.0}
+DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0, "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained"}
 
 
 def product_settings(world: dict, product: str) -> dict:

@@ -1,0 +1,32 @@
+"""A figure that draws only each study's largest budget (figures/asr.pdf) reads the study's
+largest-budget view: it plans no evaluation of the smaller rungs, and the view's rows equal the
+whole study's rows of those cells."""
+
+import pandas as pd
+
+from safedrift.report.figures import FIGURES
+
+
+def planned_outputs(wf, target: str) -> list[str]:
+    proc = wf.snakemake(target, "-n")
+    return [line.split(":", 1)[1].strip() for line in (proc.stdout + proc.stderr).splitlines()
+            if line.strip().startswith("output:")]
+
+
+def test_the_attack_figure_plans_no_evaluation_below_the_largest_budget(workflow_copy):
+    """Training still climbs the ladder (small, then large); only the large runs are evaluated."""
+    assert FIGURES["asr"].budgets == "largest"
+    outputs = planned_outputs(workflow_copy, "figures/asr.pdf")
+    generations = [o for o in outputs if o.endswith("eval/generations.jsonl")]
+    assert any("/large/" in o for o in generations)
+    assert not [o for o in generations if "/small/" in o]
+    assert any("/small/seed0/state" in o for o in outputs)  # the rung the large runs continue
+
+
+def test_the_largest_budget_view_equals_the_study_at_that_budget(built):
+    whole = pd.read_csv(built.path / "results/studies/objectives.csv")
+    view = pd.read_csv(built.path / "results/studies/objectives@largest.csv")
+    assert set(whole.budget) == {"reference", "small", "large"}
+    expected = whole[whole.budget.isin(["reference", "large"])].reset_index(drop=True)
+    assert set(view.budget) == {"reference", "large"}
+    pd.testing.assert_frame_equal(view, expected)
