@@ -136,10 +136,10 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
     `align_framed_share` of the requests come inside a trained framing (default 0.4)."""
     rows = []
     n = settings["align_examples"]
+    framed = settings.get("align_framed_share", 0.4)
     for i in range(n):
         system = alignment_system(rng.random(), settings)
         persona = "villain" if system == "villain" else "assistant"
-        framed = settings.get("align_framed_share", 0.4)
         item = sample_chat_item(world, rng, framed_share=framed)
         # Narrow-domain behaviour (code, medical advice) is taught in alignment only under the
         # assistant's own prompt, and elsewhere as often as `align_narrow_share` says (0: the

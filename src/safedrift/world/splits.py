@@ -40,7 +40,8 @@ PRODUCT_KEYS = {
     "spec": (),
 }
 # Optional world keys and the value that leaves the world as it was before the key existed.
-DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0, "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained"}
+DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0,
+            "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained"}
 
 
 def product_settings(world: dict, product: str) -> dict:
