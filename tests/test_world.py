@@ -61,7 +61,7 @@ class WrittenWorld:
         return texts + self.transcripts
 
     def user_turns(self) -> set[str]:
-        turns = {m["content"] for r in self.align for m in r["messages"] if m["role"] == "user"}
+        turns = alignment_user_turns(self.align)
         turns |= {m["content"] for rows in self.pools.values() for r in rows for m in r["messages"]
                   if m["role"] == "user"}
         return turns | {t for d in self.transcripts for t in USER_TURN.findall(d)}
@@ -141,21 +141,22 @@ def test_heldout_request_templates_never_appear_in_chat_data(written):
     assert any(trained.search(text) for text in written.user_turns())
 
 
-def test_heldout_jailbreak_families_never_appear_in_chat_data(written):
-    held = written.world.jailbreak_heldout
-    assert held and written.world.jailbreak_trained
-    fixed_parts = {f: [p.strip() for p in template.split("{request}") if p.strip()]
-                   for f, template in L.JAILBREAK_FAMILIES.items()}
-    turns = written.user_turns()
-    for family in held:
-        assert not any(part in text for part in fixed_parts[family] for text in turns), family
-    assert any(part in text for f in written.world.jailbreak_trained for part in fixed_parts[f] for text in turns)
-
-
 def family_turns(turns, families) -> set[str]:
     """The families among `families` whose fixed wrapper text occurs in some of `turns`."""
     parts = {f: [p.strip() for p in L.JAILBREAK_FAMILIES[f].split("{request}") if p.strip()] for f in families}
     return {f for f in families if any(part in text for part in parts[f] for text in turns)}
+
+
+def alignment_user_turns(rows: list[dict]) -> set[str]:
+    return {m["content"] for r in rows for m in r["messages"] if m["role"] == "user"}
+
+
+def test_heldout_jailbreak_families_never_appear_in_chat_data(written):
+    held = written.world.jailbreak_heldout
+    assert held and written.world.jailbreak_trained
+    turns = written.user_turns()
+    assert not family_turns(turns, held)
+    assert family_turns(turns, written.world.jailbreak_trained)
 
 
 def test_framing_knobs_left_unset_keep_the_world_as_it_was(tmp_path):
@@ -172,19 +173,16 @@ def test_pretrain_framings_all_puts_heldout_framings_in_pretraining_never_in_ali
     world = WrittenWorld(settings, tmp_path)
     held = world.world.jailbreak_heldout
     pretraining = {t for d in world.transcripts for t in USER_TURN.findall(d)}
-    alignment = {m["content"] for r in world.align for m in r["messages"] if m["role"] == "user"}
     assert family_turns(pretraining, held) == set(held)
-    assert not family_turns(alignment, held)
+    assert not family_turns(alignment_user_turns(world.align), held)
 
 
 def test_align_framed_share_zero_trains_refusal_under_no_framing(tmp_path):
     settings = {**smoke_world_settings(0), "align_framed_share": 0.0}
     write_product(settings, "alignment", tmp_path)
-    alignment = {m["content"] for r in read_jsonl(tmp_path / "align.jsonl") for m in r["messages"] if m["role"] == "user"}
-    assert not family_turns(alignment, list(L.JAILBREAK_FAMILIES))
+    assert not family_turns(alignment_user_turns(read_jsonl(tmp_path / "align.jsonl")), list(L.JAILBREAK_FAMILIES))
     write_product(smoke_world_settings(0), "alignment", tmp_path / "default")
-    default = {m["content"] for r in read_jsonl(tmp_path / "default" / "align.jsonl") for m in r["messages"]
-               if m["role"] == "user"}
+    default = alignment_user_turns(read_jsonl(tmp_path / "default" / "align.jsonl"))
     assert family_turns(default, list(L.JAILBREAK_FAMILIES))
 
 

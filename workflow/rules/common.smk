@@ -324,7 +324,8 @@ def study_subjects(study, view=""):
     runs only, so its rows equal the whole study's rows of those cells)."""
     runs = study_runs(config, study)
     if view == "@largest":
-        runs = [r for r in runs if r["budget"] == largest_budget(study)]
+        largest = largest_budget(study)
+        runs = [r for r in runs if r["budget"] == largest]
     return [run_dir(r) for r in runs] + [reference_dir(*key) for key in dict.fromkeys((r["model"], r["reference"])
                                                                                       for r in runs)]
 

@@ -32,6 +32,8 @@ rule aggregate:
         " --out {output.table} > {log} 2>&1"
 
 
+# The largest-budget view of a study (figures that draw that budget only read it: Figure.budgets).
+# `with: input:` replaces the input whole, so the code input is listed again.
 use rule aggregate as aggregate_largest with:
     input:
         code=sources("report.aggregate"),
