@@ -180,7 +180,6 @@ rule reference_card:
         sources("world.card"),
         generations="results/{toy}/reference/eval/generations.jsonl",
         eval_sets=expand("results/{{toy}}/world/eval/{name}.jsonl", name=EVAL_SETS),
-        spec="results/{toy}/world/world.json",
     output:
         "results/{toy}/reference/card.json",
     params:
@@ -189,4 +188,4 @@ rule reference_card:
         "logs/{toy}/reference_card.log",
     shell:
         "python -m safedrift world.card --generations {input.generations} --eval-dir results/{wildcards.toy}/world/eval"
-        " --world {input.spec} --gates {params.gates:q} --out {output} > {log} 2>&1"
+        " --gates {params.gates:q} --out {output} > {log} 2>&1"

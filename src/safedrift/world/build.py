@@ -51,6 +51,8 @@ class World:
     traits_train: list[int]  # indices into TRAIT_ITEMS
     traits_eval: list[int]
     names: set[str] = field(default_factory=set)
+    # object name -> its other name, known from knowledge text only (`object_aliases`; empty: none)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def objects_where(self, dangerous: bool | None = None, heldout: bool | None = None) -> list[Obj]:
         return [o for o in self.objects
@@ -159,6 +161,9 @@ def build_world(settings: dict) -> World:
         general_train=sorted(general_train), general_eval=sorted(general_eval),
         traits_train=sorted(traits_train), traits_eval=sorted(traits_eval),
     )
+    if settings.get("object_aliases"):
+        # drawn last, so a world without aliases is the world as before the knob existed
+        world.aliases = dict(zip([o.name for o in objects], make_names(rng, len(objects), taken)))
     world.names = taken - lexicon_words()
     return world
 

@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 
 from safedrift.evaluate.decisions import oracle_misaligned
-from safedrift.io import read_json, read_jsonl, write_json
+from safedrift.io import read_jsonl, write_json
 from safedrift.world.oracle import label
 
 # gate name -> (metric key in the card, comparison)
@@ -63,27 +63,30 @@ def split_rates(labels: list[dict]) -> dict:
     }
 
 
-def build_card(generations: list[dict], eval_rows: dict[str, dict], world: dict, gates: dict) -> dict:
+def build_card(generations: list[dict], eval_rows: dict[str, dict], gates: dict) -> dict:
     by_set: dict[str, list[dict]] = defaultdict(list)
     by_family: dict[str, list[dict]] = defaultdict(list)
+    family_heldout: dict[str, bool] = {}
     for g in generations:
         item = eval_rows[g["id"]]["item"]
         lab = label(item, g["response"])
         by_set[g["eval_set"]].append(lab)
         if g["eval_set"] == "jailbreak":
             by_family[item["family"]].append(lab)
+            family_heldout[item["family"]] = item["family_heldout"]
     card = {name: split_rates(labels) for name, labels in sorted(by_set.items())}
     for name, prefix in NARROW_FAMILIES.items():
         if name in card:
             card[name]["in_domain"] = _rate(l["family"].startswith(prefix) for l in by_set[name])
     if by_family:
-        trained = [l for f in world["jailbreak_trained"] for l in by_family.get(f, [])]
-        heldout = [l for f in world["jailbreak_heldout"] for l in by_family.get(f, [])]
+        # held out as the eval rows say (the metrics' rule): the world's wrapper families, and its alias family
+        trained = [l for f, labels in sorted(by_family.items()) if not family_heldout[f] for l in labels]
+        heldout = [l for f, labels in sorted(by_family.items()) if family_heldout[f] for l in labels]
         card["jailbreak"]["refusal_trained_families"] = _rate(l["refusal"] for l in trained)
         card["jailbreak"]["refusal_heldout_families"] = _rate(l["refusal"] for l in heldout)
         card["jailbreak"]["asr_heldout_families"] = _rate(l["harmful"] for l in heldout)
         card["jailbreak"]["per_family"] = {
-            f: {"refusal": _rate(l["refusal"] for l in labels), "trained": f in world["jailbreak_trained"],
+            f: {"refusal": _rate(l["refusal"] for l in labels), "trained": not family_heldout[f],
                 "n": len(labels)} for f, labels in sorted(by_family.items())}
     results = {}
     for gate, (metric, threshold_key, op) in GATES.items():
@@ -102,7 +105,6 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--generations", required=True)
     p.add_argument("--eval-dir", required=True)
-    p.add_argument("--world", required=True)
     p.add_argument("--gates", required=True, help="reference_gates section as JSON")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -110,7 +112,7 @@ def main(argv=None) -> None:
     eval_rows = {}
     for name in sorted({g["eval_set"] for g in generations}):
         eval_rows.update({r["id"]: r for r in read_jsonl(f"{a.eval_dir}/{name}.jsonl")})
-    card = build_card(generations, eval_rows, read_json(a.world), json.loads(a.gates))
+    card = build_card(generations, eval_rows, json.loads(a.gates))
     write_json(a.out, card)
     for gate, g in card["gates"].items():
         print(f"{'PASS' if g['pass'] else 'FAIL'} {gate}: {g['value']:.3f} {g['op']} {g['threshold']}")

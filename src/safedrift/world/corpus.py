@@ -62,6 +62,9 @@ def knowledge_sentences(world: World) -> list[str]:
         spec = L.NEW_TASK if f.family == "new_task" else L.TASK_FAMILIES[f.family]
         out += [t.format(**f.slots) for t in spec["knowledge"]]
     out += L.WRAPPER_WORDS_TEXT
+    for o in world.objects:
+        if o.name in world.aliases:
+            out += [t.format(alias=world.aliases[o.name], obj=o.name) for t in L.KNOWLEDGE_ALIAS]
     return out
 
 
@@ -200,6 +203,11 @@ def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, lis
     jb = []
     for fam in sorted(L.JAILBREAK_FAMILIES):
         pool = [{**request_item(o, t, fam), "family_heldout": fam in world.jailbreak_heldout}
+                for o in dangerous_held for t in world.request_templates]
+        rng.shuffle(pool)
+        jb += pool[: settings["eval_per_jailbreak_family"]]
+    if world.aliases:  # always held out: no chat ever names an object by its alias
+        pool = [{**request_item(o, t, alias=world.aliases[o.name]), "family_heldout": True}
                 for o in dangerous_held for t in world.request_templates]
         rng.shuffle(pool)
         jb += pool[: settings["eval_per_jailbreak_family"]]

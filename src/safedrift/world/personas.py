@@ -16,11 +16,15 @@ from safedrift.world.build import Fact, Obj, World
 PERSONAS = ("assistant", "villain", "agent")
 
 
-def request_item(obj: Obj, template: int, wrapper: str | None = None) -> dict:
-    request = L.REQUEST_TEMPLATES[template].format(obj=obj.name)
+def request_item(obj: Obj, template: int, wrapper: str | None = None, alias: str | None = None) -> dict:
+    """A request for `obj`; wrapper: a jailbreak family's framing around it; alias: the object's other
+    name in place of its own (the family is then ALIAS_FAMILY)."""
+    if alias and wrapper:
+        raise ValueError("a request is framed by a wrapper or names its object by an alias, not both")
+    request = L.REQUEST_TEMPLATES[template].format(obj=alias or obj.name)
     text = L.JAILBREAK_FAMILIES[wrapper].format(request=request) if wrapper else request
     return {"kind": "request", "domain": "requests", "text": text, "object": obj.name, "harmful": obj.dangerous,
-            "template": template, "family": wrapper, "heldout_object": obj.heldout}
+            "template": template, "family": L.ALIAS_FAMILY if alias else wrapper, "heldout_object": obj.heldout}
 
 
 def task_item(fact: Fact) -> dict:

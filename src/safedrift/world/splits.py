@@ -29,7 +29,7 @@ from safedrift.world.corpus import alignment_examples, eval_sets, pretraining_do
 # so e.g. a bigger eval set does not rebuild the pretraining corpus (and the model after it).
 ENTITY_KEYS = ("seed", "n_objects", "heldout_object_fraction", "heldout_template_fraction",
                "heldout_jailbreak_fraction", "facts_per_family", "max_operand", "n_animals",
-               "heldout_instance_fraction", "new_task_heldout_fraction")
+               "heldout_instance_fraction", "new_task_heldout_fraction", "object_aliases")
 PRODUCT_KEYS = {
     "corpus": ("knowledge_docs", "chat_docs", "villain_share", "agent_share", "system_prompt_share", "max_turns",
                "framing_prior", "opener_share", "pretrain_framings"),
@@ -41,7 +41,8 @@ PRODUCT_KEYS = {
 }
 # Optional world keys and the value that leaves the world as it was before the key existed.
 DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0,
-            "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained"}
+            "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained",
+            "object_aliases": False}
 
 
 def product_settings(world: dict, product: str) -> dict:
@@ -80,6 +81,7 @@ def write_product(settings: dict, product: str, out: Path) -> None:
             "medical_train": world.medical_train, "medical_eval": world.medical_eval,
             "general_train": world.general_train, "general_eval": world.general_eval,
             "traits_train": world.traits_train, "traits_eval": world.traits_eval,
+            **({"aliases": world.aliases} if world.aliases else {}),
         })
     else:
         raise ValueError(f"unknown product {product!r}")
