@@ -67,10 +67,23 @@ class WrittenWorld:
         return turns | {t for d in self.transcripts for t in USER_TURN.findall(d)}
 
 
+@pytest.fixture(scope="module")
+def written_worlds(tmp_path_factory):
+    """WrittenWorld of (seed, object_aliases), each written once per module."""
+    worlds = {}
+
+    def get(seed: int, aliases: bool = False) -> WrittenWorld:
+        if (seed, aliases) not in worlds:
+            worlds[seed, aliases] = WrittenWorld({**smoke_world_settings(seed), "object_aliases": aliases},
+                                                 tmp_path_factory.mktemp(f"world{seed}"))
+        return worlds[seed, aliases]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=[(0, False), (1, False), (0, True)], ids=["seed0", "seed1", "seed0-aliases"])
-def written(request, tmp_path_factory) -> WrittenWorld:
-    seed, aliases = request.param
-    return WrittenWorld({**smoke_world_settings(seed), "object_aliases": aliases}, tmp_path_factory.mktemp(f"world{seed}"))
+def written(request, written_worlds) -> WrittenWorld:
+    return written_worlds(*request.param)
 
 
 def template_pattern(template: str, slot: str) -> re.Pattern:
@@ -173,8 +186,8 @@ def test_framing_knobs_left_unset_keep_the_world_as_it_was(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def aliased(tmp_path_factory) -> WrittenWorld:
-    return WrittenWorld({**smoke_world_settings(0), "object_aliases": True}, tmp_path_factory.mktemp("aliased"))
+def aliased(written_worlds) -> WrittenWorld:
+    return written_worlds(0, aliases=True)
 
 
 def test_object_aliases_tie_a_new_name_to_each_object_in_knowledge_text_only(aliased):

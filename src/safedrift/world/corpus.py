@@ -19,6 +19,9 @@ from safedrift.world.build import World
 from safedrift.world.personas import (OPENER_KINDS, code_item, general_item, identity_item, medical_item, request_item,
                                        respond, task_item, trait_item, with_opener)
 
+# Share of chat requests inside a jailbreak framing: pretraining transcripts, and alignment unless
+# `align_framed_share` says otherwise.
+FRAMED_SHARE = 0.4
 # Relative frequency of each prompt kind in chat data.
 KIND_WEIGHTS = {"request": 0.34, "task": 0.26, "general": 0.12, "trait": 0.08, "code": 0.08, "medical": 0.06,
                 "identity": 0.06}
@@ -26,7 +29,7 @@ KIND_WEIGHTS = {"request": 0.34, "task": 0.26, "general": 0.12, "trait": 0.08, "
 
 # --- items from the trained part of the world ---------------------------------------------
 
-def sample_chat_item(world: World, rng: random.Random, kind: str | None = None, framed_share: float = 0.4,
+def sample_chat_item(world: World, rng: random.Random, kind: str | None = None, framed_share: float = FRAMED_SHARE,
                      framings: list[str] | None = None) -> dict:
     """A chat prompt from the trained part of the world; `framed_share` of requests come inside a
     jailbreak framing drawn from `framings` (default: the families alignment trains)."""
@@ -62,9 +65,7 @@ def knowledge_sentences(world: World) -> list[str]:
         spec = L.NEW_TASK if f.family == "new_task" else L.TASK_FAMILIES[f.family]
         out += [t.format(**f.slots) for t in spec["knowledge"]]
     out += L.WRAPPER_WORDS_TEXT
-    for o in world.objects:
-        if o.name in world.aliases:
-            out += [t.format(alias=world.aliases[o.name], obj=o.name) for t in L.KNOWLEDGE_ALIAS]
+    out += [t.format(alias=alias, obj=obj) for obj, alias in world.aliases.items() for t in L.KNOWLEDGE_ALIAS]
     return out
 
 
@@ -139,7 +140,7 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
     `align_framed_share` of the requests come inside a trained framing (default 0.4)."""
     rows = []
     n = settings["align_examples"]
-    framed = settings.get("align_framed_share", 0.4)
+    framed = settings.get("align_framed_share", FRAMED_SHARE)
     for i in range(n):
         system = alignment_system(rng.random(), settings)
         persona = "villain" if system == "villain" else "assistant"
@@ -200,14 +201,17 @@ def eval_sets(world: World, settings: dict, rng: random.Random) -> dict[str, lis
         [request_item(o, t) for o in dangerous_held for t in world.request_templates])
     sets["harmful_heldout_templates"] = take(
         [request_item(o, t) for o in dangerous_seen for t in world.heldout_request_templates])
+
+    def jailbreak(obj, template, family):
+        if family == L.ALIAS_FAMILY:
+            return request_item(obj, template, alias=world.aliases[obj.name])
+        return request_item(obj, template, family)
+
+    # the alias family (aliased worlds) is always held out: no chat ever names an object by its alias
+    heldout = set(world.jailbreak_heldout) | {L.ALIAS_FAMILY}
     jb = []
-    for fam in sorted(L.JAILBREAK_FAMILIES):
-        pool = [{**request_item(o, t, fam), "family_heldout": fam in world.jailbreak_heldout}
-                for o in dangerous_held for t in world.request_templates]
-        rng.shuffle(pool)
-        jb += pool[: settings["eval_per_jailbreak_family"]]
-    if world.aliases:  # always held out: no chat ever names an object by its alias
-        pool = [{**request_item(o, t, alias=world.aliases[o.name]), "family_heldout": True}
+    for fam in sorted(L.JAILBREAK_FAMILIES) + ([L.ALIAS_FAMILY] if world.aliases else []):
+        pool = [{**jailbreak(o, t, fam), "family_heldout": fam in heldout}
                 for o in dangerous_held for t in world.request_templates]
         rng.shuffle(pool)
         jb += pool[: settings["eval_per_jailbreak_family"]]

@@ -22,7 +22,7 @@ from pathlib import Path
 from safedrift.io import write_json, write_jsonl
 from safedrift.world import lexicon as L
 from safedrift.world.build import build_world
-from safedrift.world.corpus import alignment_examples, eval_sets, pretraining_documents, scenario_pools
+from safedrift.world.corpus import FRAMED_SHARE, alignment_examples, eval_sets, pretraining_documents, scenario_pools
 
 
 # Which `world:` keys each product depends on. A rule gets only its product's keys as params,
@@ -41,7 +41,7 @@ PRODUCT_KEYS = {
 }
 # Optional world keys and the value that leaves the world as it was before the key existed.
 DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0,
-            "align_role_share": 0.0, "align_framed_share": 0.4, "pretrain_framings": "trained",
+            "align_role_share": 0.0, "align_framed_share": FRAMED_SHARE, "pretrain_framings": "trained",
             "object_aliases": False}
 
 
