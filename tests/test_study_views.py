@@ -23,6 +23,17 @@ def test_the_attack_figure_plans_no_evaluation_below_the_largest_budget(workflow
     assert any("/small/seed0/state" in o for o in outputs)  # the rung the large runs continue
 
 
+def test_the_largest_budget_is_the_largest_by_size_not_the_last_listed(workflow_copy):
+    """A study that lists its budgets largest first still has its large runs drawn."""
+    config = workflow_copy.path / workflow_copy.configfile
+    text = config.read_text()
+    assert text.count("budgets: [small, large]") == 1
+    config.write_text(text.replace("budgets: [small, large]", "budgets: [large, small]"))
+    generations = [o for o in planned_outputs(workflow_copy, "figures/asr.pdf") if o.endswith("eval/generations.jsonl")]
+    assert any("/large/" in o for o in generations)
+    assert not [o for o in generations if "/small/" in o]
+
+
 def test_the_largest_budget_view_equals_the_study_at_that_budget(built):
     whole = pd.read_csv(built.path / "results/studies/objectives.csv")
     view = pd.read_csv(built.path / "results/studies/objectives@largest.csv")

@@ -12,6 +12,7 @@ from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
+from safedrift.finetune.schedule import budget_amount
 from safedrift.judges import judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
 from safedrift.report.cells import select_studies, select_study
@@ -314,8 +315,10 @@ STUDIES = list(config["studies"])
 
 
 def largest_budget(study):
-    """A study's largest budget: the last of its budgets in study order (as its figures draw it)."""
-    return study_order(study)["budget"][-1]
+    """A study's largest budget among its runs, by size as the claims' `budget: largest` reads it
+    (not the last listed: a study may list budgets in any order, and extra cells add theirs)."""
+    budgets = {r["budget"] for r in study_runs(config, study)}
+    return max(budgets, key=lambda b: (budget_amount(config["budgets"][b]), b))
 
 
 def study_subjects(study, view=""):
