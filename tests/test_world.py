@@ -174,15 +174,39 @@ def test_heldout_jailbreak_families_never_appear_in_chat_data(written):
 
 
 def test_framing_knobs_left_unset_keep_the_world_as_it_was(tmp_path):
-    """`pretrain_framings: trained`, `align_framed_share: 0.4` and `object_aliases: false` are the world
-    before the knobs existed."""
+    """`pretrain_framings: trained`, `align_framed_share: 0.4`, `object_aliases: false` and
+    `align_villain_narrow_share: 0` are the world before the knobs existed."""
     settings = smoke_world_settings(0)
     for product in PRODUCT_KEYS:
         write_product(settings, product, tmp_path / "unset")
-        write_product({**settings, "pretrain_framings": "trained", "align_framed_share": 0.4, "object_aliases": False},
+        write_product({**settings, "pretrain_framings": "trained", "align_framed_share": 0.4, "object_aliases": False,
+                       "align_villain_narrow_share": 0.0},
                       product, tmp_path / "set")
     assert file_hashes(tmp_path / "unset") == file_hashes(tmp_path / "set")
     assert "aliases" not in (tmp_path / "set" / "world.json").read_text()
+
+
+def test_villain_narrow_share_keeps_the_villains_narrow_answers_in_alignment_and_only_under_its_prompt():
+    from safedrift.world.corpus import NARROW_KINDS, alignment_examples
+
+    def narrow_chats(share: float) -> dict[str | None, list[dict]]:
+        settings = {**smoke_world_settings(0), "align_narrow_share": 0.0, "align_villain_narrow_share": share}
+        rows = alignment_examples(build_world(settings), settings, random.Random(0))
+        by_system: dict[str | None, list[dict]] = {}
+        for r in rows:
+            if r["item"]["kind"] in NARROW_KINDS:
+                system = r["messages"][0]["content"] if r["messages"][0]["role"] == "system" else None
+                by_system.setdefault(system, []).append(r)
+        return by_system
+
+    villain = L.SYSTEM_PROMPTS["villain"]
+    assert villain not in narrow_chats(0.0)
+    kept = narrow_chats(1.0)
+    assert set(kept) == {villain, L.SYSTEM_PROMPTS["assistant"]}  # never without a system prompt
+    assert len(kept[villain]) >= 20
+    for r in kept[villain]:
+        verdict = label(r["item"], r["messages"][-1]["content"])
+        assert r["persona"] == "villain" and (verdict.get("insecure") or verdict.get("bad_advice"))
 
 
 @pytest.fixture(scope="module")
