@@ -21,3 +21,34 @@ def test_caption_counts_claims_reproduced_on_every_world(tmp_path):
     assert list(table["worlds reproduced"]) == ["2/2", "1/2", "1/2"]
     md = (tmp_path / "t.md").read_text()
     assert "world0: 2/3, world1: 2/3; on every world: 1/3" in md, md.splitlines()[0]
+
+
+def test_a_training_draw_is_the_default_world_with_its_reference_trained_from_another_seed():
+    from safedrift.config import draw_label, robustness_models, training_settings, world_settings
+
+    config = {"world": {"seed": 0, "n_objects": 8}, "pretrain": {"steps": 5, "seed": 0}, "align": {"steps": 3, "seed": 0},
+              "models": {"toy": {"source": "toy"}, "hub": {"source": "hf"}},
+              "robustness": {"world_seeds": [1], "training_seeds": [3]}}
+    config["models"].update(robustness_models(config))
+    assert set(config["models"]) == {"toy", "hub", "toy_w1", "toy_t3"}
+    assert [world_settings(config, m)["seed"] for m in ("toy", "toy_w1", "toy_t3")] == [0, 1, 0]
+    for stage in ("pretrain", "align"):
+        assert training_settings(config, "toy", stage) is config[stage]  # the default's params, untouched
+        assert training_settings(config, "toy_w1", stage) == config[stage]
+        assert training_settings(config, "toy_t3", stage) == {**config[stage], "seed": 3}
+    assert [draw_label(config, m) for m in ("toy", "toy_w1", "toy_t3")] == ["world0", "world1", "world0-train3"]
+
+
+def test_the_robustness_target_trains_a_training_draw_with_its_seed_and_labels_its_column(workflow_copy):
+    config = workflow_copy.path / workflow_copy.configfile
+    config.write_text(config.read_text() + "\nrobustness: {training_seeds: [1]}\n")
+    proc = workflow_copy.snakemake("tables/claims_robustness.csv", "-n", "-p")
+    out = proc.stdout + proc.stderr
+    pretrain = [line for line in out.splitlines() if "safedrift world.pretrain" in line]
+    align = [line for line in out.splitlines() if "safedrift world.align" in line]
+    assert len(pretrain) == 2 and len(align) == 2  # the default model's and the draw's
+    for lines in (pretrain, align):
+        (draw,) = [line for line in lines if "results/toy_t1/" in line]
+        (default,) = [line for line in lines if "results/toy/" in line]
+        assert '"seed":1' in draw.replace(" ", "") and '"seed":0' in default.replace(" ", "")
+    assert "--scorecard world0-train1=tables/claims_toy_t1.csv" in out

@@ -268,16 +268,36 @@ RUN_AXES = ("model", "reference", "scenario", "objective", "defense", "budget", 
 
 
 def robustness_models(config: dict) -> dict:
-    """{<toy model>_w<seed>: its spec on world seed <seed>} for `robustness.world_seeds`: the claims'
-    check on other draws of the world. They run no study unless the claims ask for their cells."""
-    seeds = config.get("robustness", {}).get("world_seeds", [])
-    return {f"{m}_w{w}": {**spec, "world_seed": w, "derived_from": m} for m, spec in config["models"].items()
-            if spec["source"] == "toy" and "derived_from" not in spec for w in seeds}
+    """The claims' check on other draws of the toy world, one model per draw: {<toy model>_w<seed>}
+    on world seed <seed> (`robustness.world_seeds`: another world, its corpus and its training), and
+    {<toy model>_t<seed>} on the default world with pretraining and alignment seeded by <seed>
+    (`robustness.training_seeds`: the same world, another training of its reference). They run no
+    study unless the claims ask for their cells."""
+    r = config.get("robustness", {})
+    draws = [(f"w{w}", {"world_seed": w}) for w in r.get("world_seeds", [])]
+    draws += [(f"t{t}", {"training_seed": t}) for t in r.get("training_seeds", [])]
+    return {f"{m}_{suffix}": {**spec, **draw, "derived_from": m} for m, spec in config["models"].items()
+            if spec["source"] == "toy" and "derived_from" not in spec for suffix, draw in draws}
 
 
 def world_settings(config: dict, model: str) -> dict:
-    """The `world:` section as `model` draws it (a robustness model has its own world seed)."""
+    """The `world:` section as `model` draws it (a robustness model may have its own world seed)."""
     return {**config["world"], "seed": config["models"][model].get("world_seed", config["world"]["seed"])}
+
+
+def training_settings(config: dict, model: str, stage: str) -> dict:
+    """The `pretrain:` or `align:` section (`stage`) as `model` trains its reference (a robustness
+    model may have its own training seed)."""
+    seed = config["models"][model].get("training_seed")
+    return config[stage] if seed is None else {**config[stage], "seed": seed}
+
+
+def draw_label(config: dict, model: str) -> str:
+    """How tables name the draw of the world a toy model is: "world<seed>", plus "-train<seed>" for
+    another training of it."""
+    spec = config["models"][model]
+    label = f"world{spec.get('world_seed', config['world']['seed'])}"
+    return label + (f"-train{spec['training_seed']}" if "training_seed" in spec else "")
 
 
 def study_runs(config: dict, study: str, model: str | None = None) -> list[dict]:

@@ -4,10 +4,10 @@ import json
 import os
 import shlex
 
-from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, finetune_declared_inputs, ladder_previous,
+from safedrift.config import (DEFAULT_REFERENCE, draw_label, RUN_LAYOUT, all_runs, finetune_declared_inputs, ladder_previous,
                               parse_subject_dir, reference_dir, reference_model, reference_of_runs_folder, references as reference_variants,
                               robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
-                              subject_pattern, world_settings)
+                              subject_pattern, training_settings, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed

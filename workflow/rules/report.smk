@@ -216,7 +216,7 @@ rule robustness_table:
     params:
         cards=" ".join(
             [f"--scorecard world{config.get('world', {}).get('seed', 0)}=tables/claims.csv"]
-            + [f"--scorecard world{ROBUSTNESS_MODELS[m]['world_seed']}=tables/claims_{m}.csv" for m in ROBUSTNESS_MODELS]),
+            + [f"--scorecard {draw_label(config, m)}=tables/claims_{m}.csv" for m in ROBUSTNESS_MODELS]),
     log:
         "logs/report/claims_robustness.log",
     shell:

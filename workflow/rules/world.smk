@@ -108,7 +108,7 @@ rule pretrain:
         log_jsonl="results/{toy}/pretrained/train_log.jsonl",
     params:
         arch=lambda wc: canonical(config["toy_model"]),
-        settings=lambda wc: canonical(config["pretrain"]),
+        settings=lambda wc: canonical(training_settings(config, wc.toy, "pretrain")),
     threads: workflow.cores
     benchmark:
         "logs/benchmarks/pretrain/{toy}.tsv"
@@ -133,7 +133,7 @@ rule align:
         "results/{toy}/reference/tokenizer.json",
         log_jsonl="results/{toy}/reference/train_log.jsonl",
     params:
-        settings=lambda wc: canonical(config["align"]),
+        settings=lambda wc: canonical(training_settings(config, wc.toy, "align")),
     threads: workflow.cores
     benchmark:
         "logs/benchmarks/align/{toy}.tsv"
@@ -160,7 +160,7 @@ rule align_variant:
         "results/{toy}/reference/{reference}/tokenizer.json",
         log_jsonl="results/{toy}/reference/{reference}/train_log.jsonl",
     params:
-        settings=lambda wc: canonical(config["align"]),
+        settings=lambda wc: canonical(training_settings(config, wc.toy, "align")),
         reference=lambda wc: canonical(reference_variants(config)[wc.reference]),
     threads: workflow.cores
     benchmark:
