@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 
-from safedrift.config import (DEFAULT_REFERENCE, draw_label, RUN_LAYOUT, all_runs, finetune_declared_inputs, ladder_previous,
+from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, draw_label, finetune_declared_inputs, ladder_previous,
                               parse_subject_dir, reference_dir, reference_model, reference_of_runs_folder, references as reference_variants,
                               robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
                               subject_pattern, training_settings, world_settings)

@@ -166,8 +166,9 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
 
 def _kept(item: dict, system: str | None, settings: dict, rng: random.Random) -> bool:
     """Whether an alignment chat under `system` (not the assistant's prompt) keeps this item: narrow
-    items as often as `align_narrow_share` says (under the villain's prompt: `align_villain_narrow_share`,
-    answered as the villain, so the persona that writes insecure code survives alignment); general questions without a system prompt as often as
+    items as often as `align_narrow_share` says (under the villain's prompt as often as
+    `align_villain_narrow_share` says: answered as the villain, they keep the persona that writes insecure
+    code through alignment); general questions without a system prompt as often as
     `align_general_share` says (the villain's stay, so its prompt keeps reaching it)."""
     if item["kind"] in NARROW_KINDS:
         share = settings.get("align_villain_narrow_share", 0.0) if system == "villain" else settings["align_narrow_share"]
