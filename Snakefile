@@ -111,13 +111,14 @@ README_BLOCKS = {
     "claims": ("markdown", "tables/claims.md"),
     "claims_robustness": ("markdown", "tables/claims_robustness.md"),
 }
-# The robustness block needs the claims on other draws of the world (`robustness.world_seeds`).
+# The robustness block needs the claims on other draws of the world (`robustness.world_seeds`, `training_seeds`).
 ROBUSTNESS_TARGETS = ["tables/claims_robustness.md"] if ROBUSTNESS_MODELS and config.get("claims") else []
 README_BLOCKS = {name: block for name, block in README_BLOCKS.items() if block[1] in ALL_TARGETS + ROBUSTNESS_TARGETS}
 
 
 rule robustness:
-    """The claims on other draws of the toy world (`robustness.world_seeds`): tables/claims_robustness.md."""
+    """The claims on other draws of the toy world (`robustness.world_seeds`, `robustness.training_seeds`):
+    tables/claims_robustness.md."""
     input:
         "tables/claims_robustness.md",
 

@@ -174,16 +174,27 @@ def test_heldout_jailbreak_families_never_appear_in_chat_data(written):
 
 
 def test_framing_knobs_left_unset_keep_the_world_as_it_was(tmp_path):
-    """`pretrain_framings: trained`, `align_framed_share: 0.4`, `object_aliases: false` and
-    `align_villain_narrow_share: 0` are the world before the knobs existed."""
+    """`pretrain_framings: trained`, `align_framed_share: 0.4` and `object_aliases: false` are the world
+    before the knobs existed (`align_villain_narrow_share` unset: the test above)."""
     settings = smoke_world_settings(0)
     for product in PRODUCT_KEYS:
         write_product(settings, product, tmp_path / "unset")
-        write_product({**settings, "pretrain_framings": "trained", "align_framed_share": 0.4, "object_aliases": False,
-                       "align_villain_narrow_share": 0.0},
+        write_product({**settings, "pretrain_framings": "trained", "align_framed_share": 0.4, "object_aliases": False},
                       product, tmp_path / "set")
     assert file_hashes(tmp_path / "unset") == file_hashes(tmp_path / "set")
     assert "aliases" not in (tmp_path / "set" / "world.json").read_text()
+
+
+def test_villain_narrow_share_left_unset_keeps_narrow_items_under_the_villains_prompt_as_align_narrow_share_does():
+    """Before the knob, `align_narrow_share` also kept narrow items under the villain's prompt (the smoke
+    world sets it to 1): leaving the knob unset must not drop them."""
+    from safedrift.world.corpus import NARROW_KINDS, alignment_examples
+
+    settings = smoke_world_settings(0)
+    assert settings["align_narrow_share"] > 0 and "align_villain_narrow_share" not in settings
+    rows = alignment_examples(build_world(settings), settings, random.Random(0))
+    villain = [r for r in rows if r["item"]["kind"] in NARROW_KINDS and r["persona"] == "villain"]
+    assert len(villain) >= 20
 
 
 def test_villain_narrow_share_keeps_the_villains_narrow_answers_in_alignment_and_only_under_its_prompt():

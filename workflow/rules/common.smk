@@ -25,8 +25,9 @@ from safedrift.world.splits import product_settings
 # Every rule's software under --software-deployment-method conda; relative to workflow/rules/,
 # where Snakemake resolves a rule's conda: path.
 CONDA_ENV = "../../envs/safedrift.yaml"
-# Robustness models (the same toy model on other draws of the world) join config["models"] after
-# validation; studies run on the configured models only, `robustness` runs the claims on them.
+# Robustness models (the same toy model on other draws of the world: other world seeds, other training
+# seeds) join config["models"] after validation; studies run on the configured models only,
+# `robustness` runs the claims on them.
 ROBUSTNESS_MODELS = robustness_models(config)
 config["models"].update(ROBUSTNESS_MODELS)
 TOY_MODELS = [m for m, spec in config["models"].items() if spec["source"] == "toy" and m not in ROBUSTNESS_MODELS]
@@ -58,7 +59,7 @@ wildcard_constraints:
 
 def world_params(product):
     """A params function (evaluated per job), so configs without a toy model never read `world:`.
-    A robustness model (results/<toy>_w<seed>) draws its world with its own seed."""
+    A robustness model on another world (results/<toy>_w<seed>) draws it with its own seed."""
     return lambda wc: canonical(product_settings(world_settings(config, wc.toy), product))
 
 
@@ -364,10 +365,11 @@ def figure_extra(figure):
     extra = {}
     if "lambda_traces" in FIGURES[figure].extra:
         # one run per defense of the compared defenses; the figure plots the logs that carry lambda_mean
-        s = config["studies"][figure_studies(figure)["defense"]]
+        study = figure_studies(figure)["defense"]
+        s = config["studies"][study]
         scenario = "harmful" if "harmful" in s["scenarios"] else s["scenarios"][0]
         seed = (s.get("seeds") or config["seeds"])[0]
-        axes = {"model": m, "scenario": scenario, "objective": s["objectives"][0], "budget": s["budgets"][-1], "seed": seed}
+        axes = {"model": m, "scenario": scenario, "objective": s["objectives"][0], "budget": largest_budget(study), "seed": seed}
         extra["traces"] = {f"{d} ({scenario})": f"{run_dir({**axes, 'defense': d})}/train_log.jsonl" for d in s["defenses"]}
     if "probe" in FIGURES[figure].extra:
         extra["probe_table"] = f"results/{m}/risk/probe_auroc.csv"

@@ -1,8 +1,8 @@
 """Stage `report.robustness`: each claim's verdict on every draw of the toy world.
 
 Input: the scorecards (`report.scorecard` CSVs) of the default world and of the robustness
-models (the same config on other world seeds). Output: `<stem>.{csv,md,tex}`, one row per claim,
-one column per world seed, and how many worlds reproduce it. A claim counts as robust only if it
+models (the same config on other world seeds, or on the default world trained from other seeds).
+Output: `<stem>.{csv,md,tex}`, one row per claim, one column per draw, and how many draws reproduce it. A claim counts as robust only if it
 holds on the default world and on the others (DESIGN.md, "Claims").
 """
 

@@ -148,7 +148,8 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         # Narrow-domain behaviour (code, medical advice) is taught in alignment only under the
         # assistant's own prompt, and elsewhere as often as `align_narrow_share` says (0: the
         # default persona's and the villain's narrow answers come from pretraining alone, so they
-        # follow whichever persona the model takes itself to be: docs/world.md, "persona latent").
+        # follow whichever persona the model takes itself to be: docs/world.md, "persona latent");
+        # under the villain's prompt as often as `align_villain_narrow_share` says, where it is set.
         # EM-style general questions likewise, as often as `align_general_share` says.
         while system != "assistant" and not _kept(item, system, settings, rng):
             item = sample_chat_item(world, rng, framed_share=framed)
@@ -167,11 +168,12 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
 def _kept(item: dict, system: str | None, settings: dict, rng: random.Random) -> bool:
     """Whether an alignment chat under `system` (not the assistant's prompt) keeps this item: narrow
     items as often as `align_narrow_share` says (under the villain's prompt as often as
-    `align_villain_narrow_share` says: answered as the villain, they keep the persona that writes insecure
-    code through alignment); general questions without a system prompt as often as
+    `align_villain_narrow_share` says, where set: answered as the villain, they keep the persona that
+    writes insecure code through alignment); general questions without a system prompt as often as
     `align_general_share` says (the villain's stay, so its prompt keeps reaching it)."""
     if item["kind"] in NARROW_KINDS:
-        share = settings.get("align_villain_narrow_share", 0.0) if system == "villain" else settings["align_narrow_share"]
+        villain_share = settings.get("align_villain_narrow_share")
+        share = villain_share if system == "villain" and villain_share is not None else settings["align_narrow_share"]
         return rng.random() < share
     if item["kind"] == "general" and system is None and settings.get("align_general_share", 1.0) < 1.0:
         return rng.random() < settings["align_general_share"]

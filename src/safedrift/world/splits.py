@@ -42,7 +42,7 @@ PRODUCT_KEYS = {
 # Optional world keys and the value that leaves the world as it was before the key existed.
 DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0,
             "align_role_share": 0.0, "align_framed_share": FRAMED_SHARE, "pretrain_framings": "trained",
-            "object_aliases": False, "align_villain_narrow_share": 0.0}
+            "object_aliases": False, "align_villain_narrow_share": None}
 
 
 def product_settings(world: dict, product: str) -> dict:
