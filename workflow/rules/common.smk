@@ -12,7 +12,7 @@ from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
-from safedrift.finetune.schedule import budget_amount
+from safedrift.finetune.schedule import budget_order
 from safedrift.judges import judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
 from safedrift.report.cells import select_studies, select_study
@@ -319,7 +319,7 @@ def largest_budget(study):
     """A study's largest budget among its runs, by size as the claims' `budget: largest` reads it
     (not the last listed: a study may list budgets in any order, and extra cells add theirs)."""
     budgets = {r["budget"] for r in study_runs(config, study)}
-    return max(budgets, key=lambda b: (budget_amount(config["budgets"][b]), b))
+    return max(budgets, key=budget_order(config["budgets"]))
 
 
 def study_subjects(study, view=""):

@@ -97,6 +97,12 @@ def budget_amount(budget: dict) -> tuple[str, int]:
     return budget["type"], budget[budget["type"]]
 
 
+def budget_order(budgets: dict):
+    """Sort key over names of `budgets` (the config's `budgets:` section): by (unit, size), then name;
+    what `smallest` and `largest` mean wherever a budget is picked by size."""
+    return lambda name: (budget_amount(budgets[name]), name)
+
+
 def ladder_eligible(finetune: dict) -> bool:
     """Whether a longer budget can continue a shorter one (a budget ladder): only when the learning
     rate does not depend on the total number of steps (constant, no warmup), and ladders are on."""

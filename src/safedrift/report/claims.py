@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from safedrift.config import DEFAULT_REFERENCE, reference_dir, run_dir, study_runs
-from safedrift.finetune.schedule import budget_amount
+from safedrift.finetune.schedule import budget_order
 
 AXES = ("scenario", "objective", "defense", "budget")
 REFERENCE = "reference"
@@ -63,8 +63,7 @@ def _resolve_budget(config: dict, ran: dict, cell: dict) -> str | None:
     budgets = [k[3] for k in ran if k[:3] == (cell["scenario"], cell["objective"], cell["defense"])]
     if not budgets:
         return None
-    size = lambda b: budget_amount(config["budgets"][b])  # (unit, size): steps and tokens never interleave
-    return (min if cell["budget"] == "smallest" else max)(budgets, key=lambda b: (size(b), b))
+    return (min if cell["budget"] == "smallest" else max)(budgets, key=budget_order(config["budgets"]))
 
 
 def _resolve(config: dict, ran: dict, cell: dict) -> bool:

@@ -2,8 +2,9 @@
 
 Input: the scorecards (`report.scorecard` CSVs) of the default world and of the robustness
 models (the same config on other world seeds, or on the default world trained from other seeds).
-Output: `<stem>.{csv,md,tex}`, one row per claim, one column per draw, and how many draws reproduce it. A claim counts as robust only if it
-holds on the default world and on the others (DESIGN.md, "Claims").
+Output: `<stem>.{csv,md,tex}`, one row per claim, one column per draw, and how many draws reproduce
+it. A claim counts as robust only if it holds on the default world and on the others (DESIGN.md,
+"Claims").
 """
 
 from __future__ import annotations
