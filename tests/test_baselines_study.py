@@ -53,7 +53,7 @@ def test_dry_run_plans_the_baselines_finetunes_figure_and_table(workflow_copy):
     assert sum(f.startswith("results/toy/runs@vaccine/") for f in finetunes) == 3 * seeds
     assert all(f.split("/")[5] == "none" for f in finetunes if "runs@vaccine" in f)
     figure = next(line for line in text.splitlines() if "--figure baselines " in line)
-    assert "--study sweep=results/studies/baselines.csv" in figure
+    assert "--study sweep=results/studies/baselines@largest.csv" in figure  # the largest budget only
     extra = json.loads(re.search(r"--extra '([^']*)'", figure)[1])
     assert extra == {"poison_ratio": RATIOS}
     assert "report.study_tables --study baselines --table results/studies/baselines.csv" in text

@@ -152,3 +152,83 @@ def test_combining_verdicts():
     assert combine(["not reproduced", "reproduced"], "any") == "reproduced"
     assert combine(["opposite", "opposite"], "any") == "opposite"
     assert combine(["not run", "not reproduced"], "any") == "not reproduced"
+
+
+def test_a_range_compares_its_cells_at_one_budget():
+    """dpo runs only at `large`: the range over sft and dpo at the smallest budget is taken at `large`
+    for both (the smallest budget they share), not at sft's `small` beside dpo's `large`."""
+    cfg = config({"alike": claim({"stat": "range", "metric": "asr", "cell": {**CELL, "objective": ["sft", "dpo"],
+                                  "budget": "smallest"}, "at_most": 0.1})})
+    cfg["studies"]["grid"]["objectives"] = ["sft"]
+    cfg["studies"]["dpo_only"] = {"scenarios": ["harmful"], "objectives": ["dpo"], "defenses": ["none"],
+                                  "budgets": ["large"]}
+    [test] = plan(cfg, "toy")
+    assert test["cells"] == ["harmful/sft/none/large", "harmful/dpo/none/large"] and test["run"]
+    cfg["studies"]["dpo_only"]["budgets"] = ["huge"]
+    cfg["budgets"]["huge"] = {"type": "steps", "steps": 160}
+    [test] = plan(cfg, "toy")
+    assert not test["run"]  # no budget both were run at
+
+
+def test_a_cell_is_never_compared_with_itself():
+    """Growth from the smallest to the largest budget of a cell run at one budget only: not run, where
+    comparing the cell with itself would give Δ = 0 (and pass any bound that allows no change)."""
+    cfg = config({"grows": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "objective": "dpo"},
+                                  "versus": {"budget": "smallest"}, "at_most": 0.0})})
+    cfg["studies"]["grid"]["objectives"] = ["sft"]
+    cfg["studies"]["dpo_only"] = {"scenarios": ["harmful"], "objectives": ["dpo"], "defenses": ["none"],
+                                  "budgets": ["large"]}
+    [test] = plan(cfg, "toy")
+    assert test["cells"] == ["harmful/dpo/none/large", "harmful/dpo/none/large"] and not test["run"]
+
+
+def test_step_and_token_budgets_are_not_ordered_against_each_other():
+    from safedrift.errors import ConfigError
+
+    cfg = config({"x": claim({"stat": "value", "metric": "asr", "cell": CELL, "at_least": 0.5})})
+    cfg["budgets"]["t1k"] = {"type": "tokens", "tokens": 1000}
+    cfg["studies"]["grid"]["budgets"].append("t1k")
+    with pytest.raises(ConfigError, match=r"config key claims.x: budget largest of harmful/sft/none/largest is "
+                                          r"ambiguous.*name the budget"):
+        plan(cfg, "toy")
+
+
+def test_a_metric_missing_from_a_seed_is_not_run_not_a_verdict(tmp_path, monkeypatch):
+    """kl's new-task accuracy written for seed 0 only would otherwise be a 'reproduced' on one seed of
+    three; a misspelt metric would otherwise read 'not reproduced'."""
+    cfg = config({"hurts": claim({"stat": "difference", "metric": "new_task_capability",
+                                  "cell": {**CELL, "defense": "kl"}, "versus": {"defense": "none"},
+                                  "at_most": -0.2}),
+                  "typo": claim({"stat": "value", "metric": "asrr", "cell": CELL, "at_least": 0.5}),
+                  "fine": claim({"stat": "value", "metric": "asr", "cell": CELL, "at_least": 0.5})})
+    world(tmp_path, RATES)
+    for seed in (0, 1, 2):
+        write_rows(tmp_path, f"results/toy/runs/harmful/sft/none/large/seed{seed}", "new_task_capability", [1.0] * 60)
+    write_rows(tmp_path, "results/toy/runs/harmful/sft/kl/large/seed0", "new_task_capability", [0.0] * 60)
+    table = run_scorecard(tmp_path, monkeypatch, cfg).set_index("id")
+    assert table.loc["hurts", "verdict"] == "not run" and table.loc["typo", "verdict"] == "not run"
+    assert "no scored new_task_capability in results/toy/runs/harmful/sft/kl/large/seed1" in table.loc["hurts", "why"]
+    assert table.loc["fine", "verdict"] == "reproduced"
+    md = (tmp_path / "tables/claims.md").read_text()
+    assert "– (no scored asrr in results/toy/runs/harmful/sft/none/large/seed0)" in md
+
+
+def test_the_latex_scorecard_is_plain_pdflatex_input(tmp_path, monkeypatch):
+    cfg = config({"collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                                     "at_least": 0.5, "excludes_zero": True})})
+    world(tmp_path, RATES)
+    run_scorecard(tmp_path, monkeypatch, cfg)
+    tex = (tmp_path / "tables/claims.tex").read_text()
+    assert tex.isascii(), sorted({c for c in tex if not c.isascii()})
+    assert r"\textbf{collapse}" in tex and "**" not in tex and r"$\Delta$ asr" in tex and r"$\checkmark$" in tex
+
+
+@pytest.mark.parametrize("spec, effect, expected", [
+    ({"stat": "difference", "at_least": 0.05, "excludes_zero": True}, (0.10, float("nan"), float("nan")),
+     "not reproduced"),
+    # an interval below 0 excludes zero, but not on the side a rise asks for
+    ({"stat": "difference", "at_least": 0.0, "excludes_zero": True}, (0.0, -0.2, -0.1), "opposite"),
+])
+def test_an_interval_that_is_undefined_or_on_the_wrong_side_does_not_exclude_zero(spec, effect, expected):
+    value, low, high = effect
+    assert judge_test({**spec, "run": True}, {"value": value, "low": low, "high": high}) == expected

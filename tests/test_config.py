@@ -135,6 +135,13 @@ BAD_CONFIGS = [
      "config key defenses.safelora.unaligned_model: safelora on a real model needs the model before safety tuning"),
     ("hf model without the general eval set", lambda c: add_hf_model(c)["models"]["big"]["data"]["eval"].pop("general"),
      "config key models.big.data.eval.general: missing; every evaluation projects answers on the persona vector"),
+    ("report model undefined", lambda c: c.setdefault("report", {}).update(model="toyy"),
+     "config key report.model: 'toyy' is not defined under models"),
+    ("robustness redraws the default world", lambda c: c.update(robustness={"world_seeds": [2, c["world"]["seed"]]}),
+     "config key robustness.world_seeds.1: 0 is world.seed, the default world"),
+    ("robustness retrains the default training",
+     lambda c: c.update(robustness={"training_seeds": [c["pretrain"]["seed"]]}),
+     "config key robustness.training_seeds.0: 0 is pretrain.seed and align.seed, the default training"),
 ]
 
 

@@ -20,8 +20,11 @@ def study(steps: dict) -> pd.DataFrame:
 def test_step_budgets_plot_against_steps():
     fig = draw_budget({"objective": study({"b20": 20, "b80": 80})}, {})
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "optimizer steps"
+    assert ax.get_xlabel() == "optimizer steps (log scale)"
     assert list(ax.lines[0].get_xdata()) == [0, 20, 80]
+    # a geometric ladder is spaced evenly: 20 -> 80 spans two doublings, as 20 -> 40 would span one
+    assert ax.get_xscale() == "symlog"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ref", "20", "80"]
 
 
 def test_token_budgets_plot_in_budget_order():

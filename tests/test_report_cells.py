@@ -43,10 +43,10 @@ def test_renaming_the_studies_keeps_every_figure_and_table(workflow_copy):
     commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "python -m safedrift report." in line]
     drawn = [f for f in FIGURES if f != "baselines"]  # the smoke config has no poison-ratio sweep
     figure = {f: next(c for c in commands if f"--figure {f} " in c) for f in drawn}
-    # the attack figure draws the largest budget only: it reads the renamed studies' largest-budget views
+    # the bar figures draw the largest budget only: they read the renamed studies' largest-budget views
     assert "--study objective=results/studies/by_objective@largest.csv" in figure["asr"]
     assert "--study defense=results/studies/regularisers@largest.csv" in figure["asr"]
-    assert "--study ema=results/studies/misalignment.csv" in figure["ema"]
+    assert "--study ema=results/studies/misalignment@largest.csv" in figure["ema"]
     assert "--study objective=results/studies/by_objective.csv" in figure["budget"]
     assert "runs/harmful/sft/adaptive_probe/large/seed0/train_log.jsonl" in figure["adaptive"]
     shown = [t for t in TABLES if t not in NOT_IN_SMOKE]

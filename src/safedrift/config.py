@@ -141,6 +141,8 @@ def variant_schema(kind: str, type_: str, key: str) -> dict:
 
 
 def _check_references(config: dict) -> None:
+    if report_model(config) not in config["models"]:
+        raise ConfigError(f"config key report.model: {report_model(config)!r} is not defined under models")
     for role in ("eval", "critic"):
         if config["judge"][role] not in config["judges"]:
             raise ConfigError(f"config key judge.{role}: {config['judge'][role]!r} is not defined under judges")
@@ -181,6 +183,23 @@ def _check_references(config: dict) -> None:
             # unaligned_model, a taken input name): here, not when Snakemake builds the DAG
             finetune_declared_inputs(config, run)
     _check_claims(config)
+    _check_robustness(config)
+
+
+def _check_robustness(config: dict) -> None:
+    """A robustness draw equal to the default one would be trained again and fill a second column
+    with the default's verdicts under the same label."""
+    r = config.get("robustness", {})
+    if not all(section in config for section in ("world", "pretrain", "align")):
+        return  # no toy world: nothing is redrawn
+    for i, seed in enumerate(r.get("world_seeds", [])):
+        if seed == config["world"]["seed"]:
+            raise ConfigError(f"config key robustness.world_seeds.{i}: {seed} is world.seed, the default world "
+                              "(the robustness table's first column); list other seeds")
+    for i, seed in enumerate(r.get("training_seeds", [])):
+        if seed == config["pretrain"]["seed"] == config["align"]["seed"]:
+            raise ConfigError(f"config key robustness.training_seeds.{i}: {seed} is pretrain.seed and align.seed, "
+                              "the default training; list other seeds")
 
 
 RESERVED_REFERENCE_NAMES = ("eval", "state", "checkpoints")
@@ -249,6 +268,11 @@ def _check_claims(config: dict) -> None:
                         if value not in config[sections[axis]]:
                             raise ConfigError(f"config key {where}.{part}.{axis}: {value!r} is not defined under "
                                               f"{sections[axis]}")
+    if config.get("claims"):
+        from safedrift.report.claims import plan  # a budget named by size must resolve against the studies
+
+        for model in config["models"]:
+            plan(config, model)
 
 
 def check_composable(config, run, where) -> None:
@@ -267,17 +291,26 @@ def check_composable(config, run, where) -> None:
 RUN_AXES = ("model", "reference", "scenario", "objective", "defense", "budget", "seed")
 
 
+def report_model(config: dict) -> str:
+    """The model the figures, `tables/claims.*` and the README report (`report.model`; default: the first)."""
+    return config.get("report", {}).get("model", next(iter(config["models"])))
+
+
 def robustness_models(config: dict) -> dict:
-    """The claims' check on other draws of the toy world, one model per draw: {<toy model>_w<seed>}
-    on world seed <seed> (`robustness.world_seeds`: another world, its corpus and its training), and
-    {<toy model>_t<seed>} on the default world with pretraining and alignment seeded by <seed>
-    (`robustness.training_seeds`: the same world, another training of its reference). They run no
-    study unless the claims ask for their cells."""
+    """The claims' check on other draws of the report model's toy world, one model per draw:
+    {<toy model>_w<seed>} on world seed <seed> (`robustness.world_seeds`: another world, its corpus
+    and its training), and {<toy model>_t<seed>} on the default world with pretraining and alignment
+    seeded by <seed> (`robustness.training_seeds`: the same world, another training of its reference).
+    Only the report model is redrawn: its scorecard is the robustness table's first column. They run
+    no study unless the claims ask for their cells."""
+    m = report_model(config)
+    spec = config["models"][m]
+    if spec["source"] != "toy" or "derived_from" in spec:
+        return {}
     r = config.get("robustness", {})
     draws = [(f"w{w}", {"world_seed": w}) for w in r.get("world_seeds", [])]
     draws += [(f"t{t}", {"training_seed": t}) for t in r.get("training_seeds", [])]
-    return {f"{m}_{suffix}": {**spec, **draw, "derived_from": m} for m, spec in config["models"].items()
-            if spec["source"] == "toy" and "derived_from" not in spec for suffix, draw in draws}
+    return {f"{m}_{suffix}": {**spec, **draw, "derived_from": m} for suffix, draw in draws}
 
 
 def world_settings(config: dict, model: str) -> dict:
@@ -294,8 +327,10 @@ def training_settings(config: dict, model: str, stage: str) -> dict:
 
 def draw_label(config: dict, model: str) -> str:
     """How tables name the draw of the world a toy model is: "world<seed>", plus "-train<seed>" for
-    another training of it."""
+    another training of it; a model that is not a toy world is named by its config name."""
     spec = config["models"][model]
+    if spec["source"] != "toy":
+        return model
     label = f"world{spec.get('world_seed', config['world']['seed'])}"
     return label + (f"-train{spec['training_seed']}" if "training_seed" in spec else "")
 

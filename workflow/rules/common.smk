@@ -5,7 +5,7 @@ import os
 import shlex
 
 from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, draw_label, finetune_declared_inputs, ladder_previous,
-                              parse_subject_dir, reference_dir, reference_model, reference_of_runs_folder, references as reference_variants,
+                              parse_subject_dir, reference_dir, reference_model, reference_of_runs_folder, references as reference_variants, report_model,
                               robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
                               subject_pattern, training_settings, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
@@ -309,7 +309,7 @@ def probe_test_sets(model):
 REPORT = config.get("report", {})
 
 
-REPORT_MODEL = REPORT.get("model", next(iter(config["models"])))
+REPORT_MODEL = report_model(config)
 
 
 STUDIES = list(config["studies"])

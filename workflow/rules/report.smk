@@ -215,7 +215,7 @@ rule robustness_table:
         multiext("tables/claims_robustness", ".csv", ".md", ".tex"),
     params:
         cards=" ".join(
-            [f"--scorecard world{config.get('world', {}).get('seed', 0)}=tables/claims.csv"]
+            [f"--scorecard {draw_label(config, REPORT_MODEL)}=tables/claims.csv"]
             + [f"--scorecard {draw_label(config, m)}=tables/claims_{m}.csv" for m in ROBUSTNESS_MODELS]),
     log:
         "logs/report/claims_robustness.log",

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from safedrift.config import DEFAULT_REFERENCE, reference_dir, run_dir, study_runs
+from safedrift.errors import ConfigError
 from safedrift.finetune.schedule import budget_order
 
 AXES = ("scenario", "objective", "defense", "budget")
@@ -57,20 +58,30 @@ def _run_cells(config: dict, model: str) -> dict[tuple, list[int]]:
     return {k: sorted(v) for k, v in cells.items()}
 
 
-def _resolve_budget(config: dict, ran: dict, cell: dict) -> str | None:
-    if cell["budget"] not in ("smallest", "largest"):
-        return cell["budget"]
-    budgets = [k[3] for k in ran if k[:3] == (cell["scenario"], cell["objective"], cell["defense"])]
-    if not budgets:
+def _resolve_budget(config: dict, ran: dict, cells: list[dict]) -> str | None:
+    """The budget `smallest`/`largest` names among the budgets every one of `cells` was run at (a
+    range compares its cells at one budget); None when they share none."""
+    wanted = cells[0]["budget"]
+    if wanted not in ("smallest", "largest"):
+        return wanted
+    shared = set.intersection(*({k[3] for k in ran if k[:3] == (c["scenario"], c["objective"], c["defense"])}
+                                for c in cells))
+    if not shared:
         return None
-    return (min if cell["budget"] == "smallest" else max)(budgets, key=budget_order(config["budgets"]))
+    order = budget_order(config["budgets"])
+    if len({order(b)[0][0] for b in shared}) > 1:  # steps and tokens have no common size
+        raise ValueError(f"budget {wanted} of {cell_key(cells[0])} is ambiguous: the studies run it at step and "
+                         f"token budgets ({', '.join(sorted(shared))}); name the budget")
+    return (min if wanted == "smallest" else max)(shared, key=order)
 
 
-def _resolve(config: dict, ran: dict, cell: dict) -> bool:
-    """Resolve the cell's budget in place (kept as written when unresolvable); True if the cell was run."""
-    budget = _resolve_budget(config, ran, cell)
-    cell["budget"] = budget or cell["budget"]
-    return budget is not None and tuple(cell[a] for a in AXES) in ran
+def _resolve(config: dict, ran: dict, cells: list[dict]) -> bool:
+    """Resolve the cells' budget in place, one for all of them (kept as written when unresolvable);
+    True if every cell was run."""
+    budget = _resolve_budget(config, ran, cells)
+    for cell in cells:
+        cell["budget"] = budget or cell["budget"]
+    return budget is not None and all(tuple(c[a] for a in AXES) in ran for c in cells)
 
 
 def cell_key(cell: dict | str) -> str:
@@ -102,18 +113,18 @@ def plan(config: dict, model: str) -> list[dict]:
     tests = []
     for claim_id, claim in config.get("claims", {}).items():
         for index, spec in enumerate(t for raw in claim["tests"] for t in _expand(raw)):
-            cells, ok = [], True
             combos = (itertools.product(*(_listed(spec["cell"][a]) for a in AXES)) if spec["stat"] == "range"
                       else [tuple(spec["cell"][a] for a in AXES)])
-            for combo in combos:
-                cell = dict(zip(AXES, combo))
-                ok &= _resolve(config, ran, cell)
-                cells.append(cell)
+            cells = [dict(zip(AXES, combo)) for combo in combos]
+            try:
+                ok = _resolve(config, ran, cells)
+            except ValueError as e:
+                raise ConfigError(f"config key claims.{claim_id}: {e}") from None
             versus = spec.get("versus")
             if versus is not None and versus != REFERENCE:
                 # the compared cell differs only in the axes named: same (resolved) budget unless named
                 versus = {**cells[0], **versus}
-                ok &= _resolve(config, ran, versus)
+                ok &= _resolve(config, ran, [versus]) and versus != cells[0]  # never a cell against itself
                 cells.append(versus)
             elif versus == REFERENCE:
                 cells.append(REFERENCE)
@@ -154,6 +165,25 @@ def _thresholds_met(spec: dict, value: float) -> bool:
         spec.get("at_most") is None or value <= spec["at_most"])
 
 
+def expected_sign(spec: dict) -> int:
+    """The direction of change the test's bound asks for: +1 (at least a non-negative change), -1 (at
+    most a non-positive one), 0 (a bound on the other side of no change, e.g. "drops by at most 0.05").
+    A ratio bound r is a change of sign(r - 1)."""
+    no_change = 1.0 if spec["stat"] == "ratio" else 0.0
+    if spec.get("at_least") is not None and spec["at_least"] >= no_change:
+        return 1
+    if spec.get("at_most") is not None and spec["at_most"] <= no_change:
+        return -1
+    return 0
+
+
+def _excludes_zero(sign: int, low: float, high: float) -> bool:
+    """Whether the interval of the difference lies wholly on the side of 0 the test asks for."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return False
+    return low > 0 if sign > 0 else high < 0 if sign < 0 else not (low <= 0 <= high)
+
+
 def judge_test(spec: dict, effect: dict) -> str:
     """Verdict of one evaluated test. effect: {value, low, high} of the statistic, plus for
     difference/ratio tests {diff_low, diff_high}: the paired interval of the difference."""
@@ -162,15 +192,20 @@ def judge_test(spec: dict, effect: dict) -> str:
     if effect["value"] is None or math.isnan(effect["value"]):
         return "not reproduced"
     low, high = effect.get("diff_low", effect["low"]), effect.get("diff_high", effect["high"])
-    excludes = not (low <= 0 <= high)
-    if _thresholds_met(spec, effect["value"]) and (not spec.get("excludes_zero") or excludes):
+    sign = expected_sign(spec)
+    if _thresholds_met(spec, effect["value"]) and (not spec.get("excludes_zero") or _excludes_zero(sign, low, high)):
         return "reproduced"
-    if spec["stat"] in ("difference", "ratio"):
-        # the change the claim expects, read off its bound on the difference (a ratio bound r means Δ vs r - 1)
-        shift = (lambda b: b - 1) if spec["stat"] == "ratio" else (lambda b: b)
-        if spec.get("at_least") is not None and high < min(shift(spec["at_least"]), 0):
+    if spec["stat"] == "difference":
+        # wholly on the wrong side of the bound and of 0
+        if spec.get("at_least") is not None and high < min(spec["at_least"], 0):
             return "opposite"
-        if spec.get("at_most") is not None and low > max(shift(spec["at_most"]), 0):
+        if spec.get("at_most") is not None and low > max(spec["at_most"], 0):
+            return "opposite"
+    if spec["stat"] == "ratio":
+        # the difference wholly on the wrong side of 0, and the ratio's interval on the wrong side of its bound
+        if spec.get("at_least") is not None and high < 0 and effect["high"] < spec["at_least"]:
+            return "opposite"
+        if spec.get("at_most") is not None and low > 0 and effect["low"] > spec["at_most"]:
             return "opposite"
     return "not reproduced"
 
@@ -236,5 +271,6 @@ def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[di
                          "test": describe(t), "metric": t["metric"], "stat": t["stat"], "cells": json.dumps(t["cells"]),
                          "effect": e.get("value", float("nan")), "low": e.get("low", float("nan")),
                          "high": e.get("high", float("nan")), "diff_low": e.get("diff_low", float("nan")),
-                         "diff_high": e.get("diff_high", float("nan")), "test_verdict": v})
+                         "diff_high": e.get("diff_high", float("nan")), "test_verdict": v,
+                         "why": t.get("why", "" if t["run"] else "a cell it compares is in no study")})
     return rows

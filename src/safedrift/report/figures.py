@@ -56,10 +56,12 @@ def draw_asr(studies, extra):
             ax.set_ylim(0, 1.05)
             ax.set_ylabel(f"attack success rate\nby {'objective, no defense' if r == 0 else 'defense, SFT'}"
                           if c == 0 else "")
-        axes[r, len(panels[title]) - 1].legend(loc="upper right", fontsize=6)
     fig.suptitle("Attack success after fine-tuning (largest budget; crossed 95% CI over seeds and prompts)",
                  fontsize=10)
     fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:  # in the figure's corner, not over a panel's bars (a bar at 1.0 fills the panel's top)
+        fig.legend(handles[:1], labels[:1], loc="upper right", fontsize=7, frameon=False)
     return fig
 
 
@@ -126,7 +128,13 @@ def draw_budget(studies, extra):
                 ax.fill_between(g["x"].astype(float), g["low"], g["high"], color=palette[obj], alpha=0.15)
             ax.set_title(f"{scenario}: {PRETTY.get(name, name)}", fontsize=9)
             if by_steps:
-                ax.set_xlabel("optimizer steps")
+                # budgets grow geometrically (10, 20, 40, 80 steps): a log axis spaces them evenly, and
+                # its linear stretch below the smallest budget holds the reference at 0
+                steps = sorted(trained["steps"].unique())
+                ax.set_xscale("symlog", linthresh=steps[0], linscale=0.5)
+                ax.set_xticks([0, *steps], ["ref", *(f"{int(s)}" for s in steps)], fontsize=7)
+                ax.xaxis.set_minor_locator(plt.NullLocator())
+                ax.set_xlabel("optimizer steps (log scale)")
             else:
                 ax.set_xticks(range(len(budgets) + 1), ["ref", *budgets], fontsize=7, rotation=45)
                 ax.set_xlabel("budget")
@@ -160,7 +168,8 @@ def draw_ema(studies, extra):
                 ax.axhline(ref, color="#C44E52", ls="--", lw=1, label="reference model")
             ax.set_ylim(0, 1.05)
             ax.set_title(f"{domain}: {PRETTY[name]}", fontsize=9)
-    fig.suptitle("Narrow fine-tuning (EMA): defenses vs emergent misalignment (95% CI across seeds)", fontsize=10)
+    fig.suptitle("Narrow fine-tuning (EMA): defenses vs emergent misalignment (largest budget; crossed 95% CI over "
+                 "seeds and prompts)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -182,10 +191,12 @@ FIGURES = {
     "frontier": Figure(draw_frontier, {"objective": OBJECTIVE_GRID}, ("asr", "new_task_capability")),
     "budget": Figure(draw_budget, {"objective": OBJECTIVE_GRID},
                      ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift")),
-    "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned")),
-    "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",)),
+    "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned"), budgets="largest"),
+    "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",),
+                       budgets="largest"),
     "probe_auroc": Figure(draw_probe_auroc, {}, (), ("probe",)),
-    "baselines": Figure(draw_baselines, {"sweep": POISON_SWEEP}, ("asr", "new_task_capability"), ("poison_ratio",)),
+    "baselines": Figure(draw_baselines, {"sweep": POISON_SWEEP}, ("asr", "new_task_capability"), ("poison_ratio",),
+                        budgets="largest"),
 }
 
 

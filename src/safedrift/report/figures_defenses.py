@@ -89,9 +89,9 @@ def draw_probe_auroc(studies, extra):
 
 def baseline_lines(study: pd.DataFrame, poison_ratio: dict) -> dict[str, pd.DataFrame]:
     """{label: rows (x = poison ratio, value, low, high, metric) sorted by x}: one line per defense on
-    the default reference, and one per defense on each other reference variant ("<variant> (<defense>)")."""
+    the default reference, and one per defense on each other reference variant ("<variant> (<defense>)").
+    `study` is the study's largest-budget view (the figure's `budgets="largest"`): one budget."""
     runs = study[study.objective != "reference"].assign(x=lambda d: d.scenario.map(poison_ratio))
-    runs = runs[runs.budget == runs.budget.iloc[-1]]  # the largest budget (study order)
     variant = runs["reference"] if "reference" in runs else pd.Series("default", index=runs.index)
     label = np.where(variant == "default", runs.defense, variant + " (" + runs.defense + ")")
     return {name: g.sort_values("x") for name, g in runs.assign(line=label).groupby("line", sort=False)}

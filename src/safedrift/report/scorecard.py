@@ -3,7 +3,7 @@
 Input: the planned tests (JSON from `claims.plan`), the metric rows of every run they compare
 and the model's risk-estimator summaries. Output: `<stem>.{csv,md,tex}` (one CSV row per test;
 Markdown/LaTeX one line per test under its claim) and a forest plot of every test's effect with
-its paired 95% interval and threshold.
+its paired interval (`evaluation.bootstrap.confidence`) and threshold.
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ SYMBOL = {"reproduced": "✓ reproduced", "not reproduced": "✗ not reproduced"
 
 
 def load_cell(subjects: list[str], metric: str, cache: dict):
-    """A stats.Cell of `metric` over the subjects' seeds (each subject one seed)."""
+    """A stats.Cell of `metric` over the subjects' seeds (each subject one seed), or the reason there
+    is none: a subject without a single scored row of `metric` (a metric name the evaluation does not
+    write, or every answer unscored) would silently drop its seed; the test is then not run."""
     frames = []
     for s in subjects:
         if s not in cache:
             cache[s] = load_rows(s)
-        frames.append(cache[s][cache[s].metric == metric])
+        rows = cache[s][cache[s].metric == metric]
+        if not rows["value"].notna().any():
+            return f"no scored {metric} in {s}"
+        frames.append(rows)
     rows = pd.concat(frames, ignore_index=True)
     return cell_from_records(rows["seed"].to_numpy(), rows["id"].to_numpy(), rows["value"].to_numpy())
 
@@ -44,35 +49,46 @@ def model_metric(test: dict, model: str, cell: str) -> float:
 
 
 def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
-    """{(claim, index): effect} for every test that was run."""
+    """{(claim, index): effect} for every test that was run. A test whose data turn out missing is
+    marked not run in place (`run` False, `why` the reason): a missing score is never a verdict."""
     effects, cache = {}, {}
     for t in tests:
         if not t["run"]:
             continue
         if t["metric"] in ("probe_auroc", "critic_recall"):
             v = model_metric(t, model, t["cells"][0])
+            if np.isnan(v):  # the critic's recall is undefined without a harmful training example
+                t.update(run=False, why=f"no {t['metric']} for {t['cells'][0]}")
+                continue
             effects[(t["claim"], t["index"])] = {"value": v, "low": v, "high": v}
             continue
         cells = [load_cell(t["subjects"][c], t["metric"], cache) for c in t["cells"]]
+        missing = next((c for c in cells if isinstance(c, str)), None)
+        if missing:
+            t.update(run=False, why=missing)
+            continue
         points, replicates, _ = joint_replicates(cells, bootstrap["resamples"], bootstrap["seed"])
         effects[(t["claim"], t["index"])] = statistic(t, points, replicates, bootstrap["confidence"])
     return effects
 
 
-def display(rows: pd.DataFrame) -> pd.DataFrame:
+def display(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     out, last = [], None
     for _, r in rows.iterrows():
         first = r["id"] != last
         last = r["id"]
         diff = f" (Δ CI [{r['diff_low']:.2f}, {r['diff_high']:.2f}])" if r["stat"] == "ratio" else ""
+        effect = fmt_ci(r["effect"], r["low"], r["high"]) + diff
+        if isinstance(r.get("why"), str) and r["why"]:
+            effect = f"– ({r['why']})"
         out.append({"claim": f"**{r['id']}** ({r['paper']}): {r['claim']}" if first else "",
                     "verdict": SYMBOL[r["verdict"]] if first else "",
-                    "test": r["test"], "effect [95% CI]": fmt_ci(r["effect"], r["low"], r["high"]) + diff,
+                    "test": r["test"], f"effect [{confidence:.0%} CI]": effect,
                     "test verdict": r["test_verdict"]})
     return pd.DataFrame(out)
 
 
-def draw(rows: pd.DataFrame, out: str, dpi: int) -> None:
+def draw(rows: pd.DataFrame, out: str, dpi: int, confidence: float) -> None:
     from safedrift.report.style import save, setup
 
     plt, _, _ = setup()
@@ -87,7 +103,7 @@ def draw(rows: pd.DataFrame, out: str, dpi: int) -> None:
     ax.axvline(0, color="black", lw=0.6)
     ax.set_yticks(y, [f"{r['id']}: {r['metric']} ({' vs '.join(json.loads(r['cells']))})"
                       for _, r in rows.iterrows()], fontsize=6)
-    ax.set_xlabel("effect (difference, ratio or value) with 95% CI")
+    ax.set_xlabel(f"effect (difference, ratio or value) with {confidence:.0%} CI")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colors.items()]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     save(fig, out, dpi)
@@ -105,15 +121,18 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     tests = json.loads(a.plan)
     claims = json.loads(a.claims)
-    rows = pd.DataFrame(claim_rows(claims, tests, evaluate(tests, a.model, json.loads(a.bootstrap))))
+    bootstrap = json.loads(a.bootstrap)
+    confidence = bootstrap["confidence"]
+    rows = pd.DataFrame(claim_rows(claims, tests, evaluate(tests, a.model, bootstrap)))
     counts = rows.drop_duplicates("id")["verdict"].value_counts()
     caption = (f"Claims scorecard ({a.model}): {int(counts.get('reproduced', 0))} of {rows.id.nunique()} "
                "claims reproduced. Effects are differences (or ratios, values, ranges) of cell means with paired "
-               "95% bootstrap intervals over shared prompts and seeds; thresholds are fixed in the config.")
-    write_table(rows, display(rows), a.out, caption)
+               f"{confidence:.0%} bootstrap intervals over shared prompts and seeds; thresholds are fixed in the "
+               "config.")
+    write_table(rows, display(rows, confidence), a.out, caption)
     for figure in a.figure or []:
-        draw(rows, figure, a.dpi)
-    print(display(rows).to_string(index=False))
+        draw(rows, figure, a.dpi, confidence)
+    print(display(rows, confidence).to_string(index=False))
     print(", ".join(f"{k}: {int(v)}" for k, v in counts.items()))
 
 

@@ -9,6 +9,7 @@ judge below its validation targets) follow the table in Markdown and LaTeX.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -34,11 +35,18 @@ def fmt_ci(value, low, high, digits: int = 2, n=None, total=None) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]" + partial
 
 
+# Characters of the display tables that pdfLaTeX cannot read as they are (amssymb: \checkmark, \rightleftarrows).
+LATEX_SYMBOLS = {"–": "--", "−": "$-$", "Δ": "$\\Delta$", "≥": "$\\geq$", "≤": "$\\leq$", "÷": "$\\div$",
+                 "×": "$\\times$", "λ": "$\\lambda$", "→": "$\\to$", "✓": "$\\checkmark$", "✗": "$\\times$",
+                 "⇄": "$\\rightleftarrows$", "é": "\\'e", "±": "$\\pm$"}
+
+
 def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("–", "--")):
+                 ("$", r"\$")):
         text = text.replace(a, b)
-    return text
+    text = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)  # Markdown bold
+    return "".join(LATEX_SYMBOLS.get(c, c) for c in text)
 
 
 def to_latex(display: pd.DataFrame, caption: str, label: str, notes=()) -> str:
