@@ -18,6 +18,7 @@ except SafedriftError as e:  # a bad SAFEDRIFT_CPU_PIN
     sys.exit(f"safedrift: {e}")
 from safedrift import zygote
 from safedrift.config import ConfigError, check_paths, load, validate
+from safedrift.report.claims import check as check_claims
 
 
 # A --configfile replaces config.yaml rather than being merged into it: a key missing from the
@@ -35,6 +36,7 @@ try:
     for path in workflow.configfiles:
         load(path)
     validate(config)
+    check_claims(config)
     check_paths(config)
 except ConfigError as e:
     sys.exit(f"safedrift: {e}")
@@ -80,7 +82,7 @@ CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["fig
 # Light jobs run by Snakemake itself, never submitted to a cluster: aggregation and plotting, and the
 # toy world's seconds-long pure-Python products (world data, tokenizer, reference card), which would
 # otherwise each wait in the cluster's queue and its status polling longer than they run.
-localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, metrics, claims, robustness, robustness_table,
+localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, reference_render, metrics, claims, robustness, robustness_table,
     world_corpus, world_alignment, world_eval_sets, world_pools, world_spec, tokenizer, reference_card
 
 
@@ -131,6 +133,7 @@ rule docs:
     input:
         [f.replace("figures/", "docs/figures/").replace(".pdf", ".png") for f in FIGURE_TARGETS],
         ["docs/figures/claims.png"] if CLAIM_TARGETS else [],
+        ["docs/figures/reference.png"] if "figures/reference.pdf" in ALL_TARGETS else [],
         sources("report.readme"),
         blocks=[path for _, path in README_BLOCKS.values()],
     params:

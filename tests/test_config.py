@@ -384,3 +384,32 @@ def test_run_settings_name_every_variant_and_the_seed(smoke_config):
     assert settings["defense"] == {"name": "kl", **smoke_config["defenses"]["kl"]}
     assert settings["budget"]["steps"] == smoke_config["budgets"]["large"]["steps"]
     assert settings["seed"] == 0 and settings["model"]["name"] == "toy"
+
+
+def test_an_optional_key_left_out_is_not_read_by_the_workflow(tmp_path, smoke_config):
+    """evaluation.seed is optional in the schema (generation defaults to 0): the judge validation's
+    params must not need it either."""
+    config = copy.deepcopy(smoke_config)
+    del config["evaluation"]["seed"]
+    validate(config)
+    proc = dry_run(tmp_path, yaml.safe_dump(config, sort_keys=False))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("path", ["configs/qwen2.5-0.5b-lora.yaml", "configs/qwen2.5-7b-lora.yaml"])
+def test_the_real_model_configs_run_the_default_claims(path):
+    """The README's "the same tests run on a real model": every claim of config.yaml, with the same
+    thresholds, planned with every cell run by the config's studies (only the medical domain, which
+    these configs do not fine-tune on, is left out)."""
+    from safedrift.report.claims import plan
+
+    default, real = load(ROOT / "config.yaml"), load(ROOT / path)
+    assert list(real["claims"]) == list(default["claims"])
+
+    def bounds(claims):
+        return {(c, b, t.get(b)) for c, claim in claims.items() for t in claim["tests"] for b in ("at_least", "at_most")
+                if t["metric"] != "narrow_misaligned/medical"}
+
+    assert bounds(real["claims"]) == bounds(default["claims"])
+    tests = plan(real, next(iter(real["models"])))
+    assert tests and all(t["run"] for t in tests)

@@ -93,7 +93,10 @@ def test_block_shows_runs_and_wall_seconds_per_rule(tmp_path):
 def test_docs_writes_the_run_times_of_the_smoke_runs(built):
     """The docs target's config MD5 is Snakemake's own (its run logs' header): the smoke runs are found."""
     shutil.copy2(ROOT / "README.md", built.path / "README.md")
+    render = built.path / "docs/figures/reference.png"
+    render.unlink(missing_ok=True)
     built.run("docs")
+    assert render.stat().st_size > 5000  # the README's card render is the docs run's, not a stale copy
     text = (built.path / "README.md").read_text()
     begin, end = readme.regions(text.split("\n"), "README.md")["run_times"]
     block = "\n".join(text.split("\n")[begin:end])

@@ -57,9 +57,13 @@ def test_token_budgets_validate_and_ladder_among_themselves():
     assert ladder_previous(config, run) == "t_small"
     assert ladder_previous(config, {**run, "budget": "t_small"}) is None  # steps budgets are not its rungs
     assert ladder_previous(config, {**run, "budget": "large"}) == "small"
-    ran = {("harmful", "sft", "none", b): None for b in ("small", "t_small", "t_large")}
-    cell = {"scenario": "harmful", "objective": "sft", "defense": "none"}
-    assert _resolve_budget(config, ran, {**cell, "budget": "largest"}) == "t_large"
+    cell = {"scenario": "harmful", "objective": "sft", "defense": "none", "budget": "largest"}
+    tokens_only = {("harmful", "sft", "none", b): None for b in ("t_small", "t_large")}
+    assert _resolve_budget(config, tokens_only, [cell]) == "t_large"
+    # steps and tokens have no common size: "largest" among both is a question, not a pick
+    mixed = {("harmful", "sft", "none", b): None for b in ("small", "t_small", "t_large")}
+    with pytest.raises(ValueError, match="ambiguous"):
+        _resolve_budget(config, mixed, [cell])
 
 
 def test_a_token_budget_without_tokens_is_a_config_error():

@@ -268,11 +268,6 @@ def _check_claims(config: dict) -> None:
                         if value not in config[sections[axis]]:
                             raise ConfigError(f"config key {where}.{part}.{axis}: {value!r} is not defined under "
                                               f"{sections[axis]}")
-    if config.get("claims"):
-        from safedrift.report.claims import plan  # a budget named by size must resolve against the studies
-
-        for model in config["models"]:
-            plan(config, model)
 
 
 def check_composable(config, run, where) -> None:

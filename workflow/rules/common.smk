@@ -370,7 +370,8 @@ def figure_extra(figure):
         scenario = "harmful" if "harmful" in s["scenarios"] else s["scenarios"][0]
         seed = (s.get("seeds") or config["seeds"])[0]
         axes = {"model": m, "scenario": scenario, "objective": s["objectives"][0], "budget": largest_budget(study), "seed": seed}
-        extra["traces"] = {f"{d} ({scenario})": f"{run_dir({**axes, 'defense': d})}/train_log.jsonl" for d in s["defenses"]}
+        extra["traces"] = {f"{d} ({scenario}, seed {seed})": f"{run_dir({**axes, 'defense': d})}/train_log.jsonl"
+                           for d in s["defenses"]}
     if "probe" in FIGURES[figure].extra:
         extra["probe_table"] = f"results/{m}/risk/probe_auroc.csv"
         scenarios = sorted({sc for st in config["studies"].values() for sc in st["scenarios"]})

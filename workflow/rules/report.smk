@@ -119,7 +119,7 @@ rule judge_validation:
         model=TOY_MODELS[0] if TOY_MODELS else "",
         judge=config["judge"]["eval"],
         settings=canonical({**validation_settings(enforce=not ACCEPT_BELOW_TARGETS),
-                            "per_run": JUDGE_VALIDATION.get("per_run"), "seed": config["evaluation"]["seed"]}),
+                            "per_run": JUDGE_VALIDATION.get("per_run"), "seed": config["evaluation"].get("seed", 0)}),
     log:
         "logs/report/judge_validation.log",
     shell:
@@ -161,7 +161,7 @@ rule reference_figure:
         sources("report.reference"),
         cards=expand("results/{model}/reference/card.json", model=TOY_MODELS),
     output:
-        "figures/reference.pdf",
+        report("figures/reference.pdf", caption="../report/reference.rst", category="Figures"),
     params:
         cards=" ".join(f"--card {m}=results/{m}/reference/card.json" for m in TOY_MODELS),
         dpi=REPORT.get("dpi", 150),
@@ -169,6 +169,17 @@ rule reference_figure:
         "logs/report/reference.log",
     shell:
         "python -m safedrift report.reference {params.cards} --out {output} --dpi {params.dpi} > {log} 2>&1"
+
+
+# The README's render of the card (`snakemake docs`), as docs_figure renders the figures of FIGURES.
+use rule reference_figure as reference_render with:
+    output:
+        "docs/figures/reference.png",
+    params:
+        cards=" ".join(f"--card {m}=results/{m}/reference/card.json" for m in TOY_MODELS),
+        dpi=110,
+    log:
+        "logs/report/docs_reference.log",
 
 
 # --- claims: the papers' headline claims as tests on this config's runs ----------------------------
@@ -187,7 +198,7 @@ rule claims:
         files=lambda wc: claims_files(claims_model(wc.tag)),
     output:
         report(multiext("tables/claims{tag}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
-        figure="figures/claims{tag}.pdf",
+        figure=report("figures/claims{tag}.pdf", caption="../report/claims.rst", category="Figures"),
         render="docs/figures/claims{tag}.png",
     params:
         plan=lambda wc: canonical(claims_plan(claims_model(wc.tag))),

@@ -135,6 +135,14 @@ def plan(config: dict, model: str) -> list[dict]:
     return tests
 
 
+def check(config: dict) -> None:
+    """ConfigError for a claim whose cells cannot be resolved against the studies (a budget named by
+    size among step and token budgets), before any job; run by the Snakefile beside config.validate,
+    which cannot import this module (every stage imports config.py: its source closure would grow)."""
+    for model in config["models"]:
+        plan(config, model)
+
+
 def subjects(model: str, cell: dict | str, ran: dict) -> list[str]:
     if cell == REFERENCE:
         return [reference_dir(model)]
@@ -272,5 +280,6 @@ def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[di
                          "effect": e.get("value", float("nan")), "low": e.get("low", float("nan")),
                          "high": e.get("high", float("nan")), "diff_low": e.get("diff_low", float("nan")),
                          "diff_high": e.get("diff_high", float("nan")), "test_verdict": v,
+                         "at_least": t.get("at_least", float("nan")), "at_most": t.get("at_most", float("nan")),
                          "why": t.get("why", "" if t["run"] else "a cell it compares is in no study")})
     return rows

@@ -70,8 +70,9 @@ def draw_frontier(studies, extra):
     plt, sns, _ = setup()
     study = studies["objective"]
     wide = frontier_points(study, ["scenario", "objective", "budget", "steps"])
-    runs = wide[wide.objective != "reference"].sort_values("steps")
-    objectives = list(dict.fromkeys(runs.objective))
+    runs = wide[wide.objective != "reference"].sort_values("steps", kind="stable")
+    # colours in the study's order of objectives, as the other figures give them
+    objectives = [o for o in dict.fromkeys(study.objective) if o != "reference"]
     palette = dict(zip(objectives, sns.color_palette("colorblind", len(objectives))))
     scenarios = list(dict.fromkeys(runs.scenario))
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.8), squeeze=False, sharey=True)
@@ -168,9 +169,13 @@ def draw_ema(studies, extra):
                 ax.axhline(ref, color="#C44E52", ls="--", lw=1, label="reference model")
             ax.set_ylim(0, 1.05)
             ax.set_title(f"{domain}: {PRETTY[name]}", fontsize=9)
+        axes[r, 0].set_ylabel("share of answers")
     fig.suptitle("Narrow fine-tuning (EMA): defenses vs emergent misalignment (largest budget; crossed 95% CI over "
                  "seeds and prompts)", fontsize=10)
     fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="upper right", fontsize=7, frameon=False)
     return fig
 
 

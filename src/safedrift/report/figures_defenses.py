@@ -10,32 +10,39 @@ import numpy as np
 import pandas as pd
 
 from safedrift.io import read_jsonl
-from safedrift.report.plotting import PRETTY, ci_error, frontier_points, reference_value
+from safedrift.report.plotting import ATTACK_METRIC, PRETTY, UTILITY_METRIC, reference_value
 from safedrift.report.style import setup
 
 
 def draw_adaptive(studies, extra):
-    """ASR vs new-task accuracy for none / fixed KL / adaptive per scenario, and one run's lambda trace."""
+    """Attack success vs utility per defense and scenario (an identity-shift attack measured under its
+    identity prompt, against ordinary-task accuracy: ten identity examples teach no new task), and
+    one run's lambda trace."""
     plt, sns, _ = setup()
     study = studies["defense"].copy()
     study = study[study.objective != "reference"]
-    wide = frontier_points(study, ["scenario", "defense"])
-    scenarios = list(dict.fromkeys(wide.scenario))
+    scenarios = list(dict.fromkeys(study.scenario))
     defenses = list(dict.fromkeys(study.defense))
     palette = dict(zip(defenses, sns.color_palette("colorblind", len(defenses))))
+    markers = dict(zip(defenses, "osD^vP*X"))
     fig, axes = plt.subplots(1, len(scenarios) + 1, figsize=(3.4 * (len(scenarios) + 1), 3.4), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios):
-        points = wide[wide.scenario == scenario]
-        for k in range(len(points)):
-            p = points.iloc[[k]]
-            ax.errorbar(p["new_task_capability_value"], p["asr_value"], xerr=ci_error(p, "new_task_capability"),
-                        yerr=ci_error(p, "asr"), color=palette[p["defense"].iloc[0]], marker="o", capsize=2,
-                        label=p["defense"].iloc[0])
+        attack, utility = ATTACK_METRIC.get(scenario, "asr"), UTILITY_METRIC.get(scenario, "new_task_capability")
+        cells = study[study.scenario == scenario]
+        for k, defense in enumerate(defenses):
+            at = cells[(cells.defense == defense) & (cells.metric == attack)]
+            ut = cells[(cells.defense == defense) & (cells.metric == utility)]
+            if at.empty or ut.empty:
+                continue
+            # earlier defenses drawn larger: a defense with the same point as another stays visible
+            ax.errorbar(ut["value"], at["value"], xerr=[ut["value"] - ut["low"], ut["high"] - ut["value"]],
+                        yerr=[at["value"] - at["low"], at["high"] - at["value"]], color=palette[defense],
+                        marker=markers[defense], ms=max(9 - 1.2 * k, 3), capsize=2, ls="", label=defense)
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(scenario, fontsize=9)
-        ax.set_xlabel("new-task accuracy (utility)")
-        ax.set_ylabel("attack success rate")
+        ax.set_xlabel(f"{PRETTY.get(utility, utility)} (utility)")
+        ax.set_ylabel(f"attack success: {PRETTY.get(attack, attack)}", fontsize=8)
     axes[0, 0].legend(fontsize=7)
     ax = axes[0, -1]
     for label, path in extra.get("traces", {}).items():
@@ -47,8 +54,9 @@ def draw_adaptive(studies, extra):
                 color=palette.get(label.split(" ")[0]))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("mean KL strength lambda in the batch")
-    ax.set_title("lambda trace (seed 0)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("lambda trace (one run per defense)", fontsize=9)
+    if ax.lines:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -65,6 +73,7 @@ def draw_probe_auroc(studies, extra):
     ax.annotate(f"chosen on validation: layer {chosen}", (chosen, 0.52), fontsize=7, xytext=(4, 0),
                 textcoords="offset points")
     ax.set_ylim(0.5, 1.01)
+    ax.set_xticks(table["layer"])  # whole layers, no fractional ticks
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("AUROC harmful vs benign prompts")
     ax.set_title("Activation probe (test: held-out objects and templates)", fontsize=9)
@@ -79,6 +88,7 @@ def draw_probe_auroc(studies, extra):
         df = pd.DataFrame(rows).melt("scenario", var_name="measure")
         sns.barplot(df, x="scenario", y="value", hue="measure", ax=ax2, palette="colorblind")
         ax2.set_ylim(0, 1.05)
+        ax2.tick_params(axis="x", labelrotation=35, labelsize=7)
         ax2.legend(fontsize=7, loc="lower right")
     ax2.set_ylabel("vs oracle")
     ax2.set_xlabel("")
@@ -104,17 +114,26 @@ def draw_baselines(studies, extra):
     study = studies["sweep"]
     lines = baseline_lines(study, extra["poison_ratio"])
     palette = dict(zip(lines, sns.color_palette("colorblind", len(lines))))
+    markers = dict(zip(lines, "osD^vP*Xh"))
+    # lines at the same values (several defenses at ASR 1.0) are dodged sideways and drawn with
+    # shrinking markers, so that each stays visible
+    ratios = sorted(set(extra["poison_ratio"].values()))
+    step = min(np.diff(ratios)) if len(ratios) > 1 else 0.1
+    dodge = dict(zip(lines, np.linspace(-0.12, 0.12, len(lines)) * step))
+    variants = list(dict.fromkeys(study["reference"])) if "reference" in study else ["default"]
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), squeeze=False)
     for ax, name in zip(axes[0], ("asr", "new_task_capability")):
-        for label, rows in lines.items():
+        for k, (label, rows) in enumerate(lines.items()):
             g = rows[rows.metric == name]
             err = np.vstack([g["value"] - g["low"], g["high"] - g["value"]]).clip(min=0)
-            ax.errorbar(g["x"], g["value"], yerr=err, color=palette[label], marker="o", ms=3, capsize=2, lw=1,
-                        ls="--" if " (" in label else "-", label=label)
-        ref = reference_value(study[study.reference == "default"] if "reference" in study else study, name)
-        if ref is not None:
-            ax.axhline(ref, color="grey", ls=":", lw=1, label="reference model")
-        ax.set_xticks(sorted(set(extra["poison_ratio"].values())))
+            ax.errorbar(g["x"] + dodge[label], g["value"], yerr=err, color=palette[label], marker=markers[label],
+                        ms=max(6 - 0.5 * k, 3), capsize=2, lw=1, ls="--" if " (" in label else "-", label=label)
+        for variant, style in zip(variants, (":", "-.", (0, (1, 3)))):
+            ref = reference_value(study[study.reference == variant] if "reference" in study else study, name)
+            if ref is not None:
+                ax.axhline(ref, color="grey", ls=style, lw=1,
+                           label="reference model" if variant == "default" else f"{variant} reference model")
+        ax.set_xticks(ratios)
         ax.set_xlabel("poison ratio (share of harmful examples)")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(PRETTY[name], fontsize=9)

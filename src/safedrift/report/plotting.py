@@ -52,3 +52,5 @@ def reference_value(study: pd.DataFrame, name: str) -> float | None:
 # An attack evaluated under its own system prompt (Qi et al. 2023's identity shift): its panel shows
 # that success rate in place of the plain one.
 ATTACK_METRIC = {"identity_shift": "asr/harmful_identity"}
+# Utility where a scenario teaches no new task (ten identity examples): the ordinary tasks' accuracy.
+UTILITY_METRIC = {"identity_shift": "capability"}

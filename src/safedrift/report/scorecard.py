@@ -88,24 +88,60 @@ def display(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def cells_text(cells: list[str]) -> str:
+    """'a vs b' for a comparison; for a range over many cells, what varies between them
+    ('6 cells: sft, dpo, ... at benign/*/none/b10')."""
+    if len(cells) <= 2:
+        return " vs ".join(cells)
+    parts = [c.split("/") for c in cells]
+    varies = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    if len(varies) != 1:
+        return f"{len(cells)} cells"
+    shared = "/".join("*" if i == varies[0] else v for i, v in enumerate(parts[0]))
+    return f"{len(cells)} cells: {', '.join(p[varies[0]] for p in parts)} at {shared}"
+
+
+STAT_AXES = {"difference": ("difference of cell means (Δ)", 0.0), "ratio": ("ratio of cell means", 1.0),
+             "value": ("value", None), "range": ("range (max − min) over cells", None)}
+
+
 def draw(rows: pd.DataFrame, out: str, dpi: int, confidence: float) -> None:
+    """Forest plot: one panel per statistic (differences, ratios, values and ranges have their own
+    scales and no-effect lines), each test's effect with its interval, coloured by the test's verdict,
+    its threshold as a red tick; the claim's verdict leads its label."""
     from safedrift.report.style import save, setup
 
     plt, _, _ = setup()
     colors = {"reproduced": "#2a9d8f", "not reproduced": "#e9c46a", "opposite": "#e76f51", "not run": "#bbbbbb"}
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))
-    y = np.arange(len(rows))[::-1]
-    for yi, (_, r) in zip(y, rows.iterrows()):
-        low, high = (r["diff_low"], r["diff_high"]) if r["stat"] == "difference" else (r["low"], r["high"])
-        if not np.isnan(r["effect"]):
-            ax.errorbar(r["effect"], yi, xerr=[[max(r["effect"] - low, 0)], [max(high - r["effect"], 0)]],
-                        fmt="o", color=colors[r["test_verdict"]], ecolor="black", elinewidth=0.8, capsize=2, ms=5)
-    ax.axvline(0, color="black", lw=0.6)
-    ax.set_yticks(y, [f"{r['id']}: {r['metric']} ({' vs '.join(json.loads(r['cells']))})"
-                      for _, r in rows.iterrows()], fontsize=6)
-    ax.set_xlabel(f"effect (difference, ratio or value) with {confidence:.0%} CI")
+    stats = [s for s in STAT_AXES if (rows["stat"] == s).any()]
+    heights = [max(int((rows["stat"] == s).sum()), 1) for s in stats]
+    fig, axes = plt.subplots(len(stats), 1, figsize=(11.0, 0.3 * len(rows) + 0.9 * len(stats) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, stat in zip(axes[:, 0], stats):
+        part = rows[rows["stat"] == stat]
+        y = np.arange(len(part))[::-1]
+        for yi, (_, r) in zip(y, part.iterrows()):
+            if not np.isnan(r["effect"]):
+                low, high = (r["diff_low"], r["diff_high"]) if stat == "difference" else (r["low"], r["high"])
+                low, high = (r["effect"], r["effect"]) if np.isnan(low) else (low, high)
+                ax.errorbar(r["effect"], yi, xerr=[[max(r["effect"] - low, 0)], [max(high - r["effect"], 0)]],
+                            fmt="o", color=colors[r["test_verdict"]], ecolor="black", elinewidth=0.8, capsize=2,
+                            ms=5)
+            for bound in (r.get("at_least"), r.get("at_most")):
+                if bound is not None and not np.isnan(bound):
+                    ax.plot([bound] * 2, [yi - 0.35, yi + 0.35], color="#C44E52", lw=1.5)
+        label, no_effect = STAT_AXES[stat]
+        if no_effect is not None:
+            ax.axvline(no_effect, color="black", lw=0.6)
+        ax.set_yticks(y, [f"{SYMBOL[r['verdict']].split(' ')[0]} {r['id']}: {r['metric']} "
+                          f"({cells_text(json.loads(r['cells']))})" for _, r in part.iterrows()], fontsize=6)
+        ax.set_ylim(-0.7, len(part) - 0.3)
+        ax.set_xlabel(f"{label}, {confidence:.0%} CI; red: threshold", fontsize=7)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colors.items()]
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    axes[0, 0].legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="test verdict",
+                      title_fontsize=6)
+    fig.suptitle("Claims: each test's effect; the mark before a label is its claim's verdict", fontsize=9)
+    fig.tight_layout()
     save(fig, out, dpi)
 
 

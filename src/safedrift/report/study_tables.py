@@ -50,7 +50,7 @@ TABLES = {
         "cells": DEFENSE_GRID,
         "rows": ["scenario", "defense"],
         "metrics": {"asr": "ASR", "asr:vs_none": "Δ ASR vs none", "asr@keyword": "ASR (keyword)",
-                    "over_refusal": "over-refusal",
+                    "asr/harmful_identity": "ASR under the identity prompt", "over_refusal": "over-refusal",
                     "capability": "task acc.", "new_task_capability": "new-task acc."},
         "caption": "Risk-adaptive regularisation: no defense, fixed KL, safe-data interleaving and adaptive KL "
                    "driven by the activation probe or the Safety Critic (SFT, large budget).",
