@@ -108,6 +108,8 @@ def test_the_figure_plots_each_line_at_the_poison_ratios_with_the_csv_values_and
     for ax, metric in ((asr, "asr"), (utility, "new_task_capability")):
         bars = {c.get_label(): c for c in ax.containers}
         assert set(bars) == {"none", "kl", "lisa", "vaccine (none)"}
+        shifts = {label: round(c.lines[0].get_xdata()[0] - 0.05, 9) for label, c in bars.items()}
+        assert len(set(shifts.values())) == len(bars), shifts  # every line at its own offset
         for label, (reference, defense) in {"none": ("default", "none"), "lisa": ("default", "lisa"),
                                             "vaccine (none)": ("vaccine", "none")}.items():
             line, _, (segments,) = bars[label]

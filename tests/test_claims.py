@@ -232,3 +232,41 @@ def test_the_latex_scorecard_is_plain_pdflatex_input(tmp_path, monkeypatch):
 def test_an_interval_that_is_undefined_or_on_the_wrong_side_does_not_exclude_zero(spec, effect, expected):
     value, low, high = effect
     assert judge_test({**spec, "run": True}, {"value": value, "low": low, "high": high}) == expected
+
+
+def test_a_range_over_listed_budgets_keeps_each_budget():
+    """A range across budgets (how much a cell moves between small and large) spans both budgets;
+    collapsing them onto one would make its range 0 and pass any `at_most`."""
+    cfg = config({"moves": claim({"stat": "range", "metric": "asr", "cell": {**CELL, "budget": ["small", "large"]},
+                                  "at_most": 0.1})})
+    [test] = plan(cfg, "toy")
+    assert test["cells"] == ["harmful/sft/none/small", "harmful/sft/none/large"] and test["run"]
+
+
+def test_a_budget_versus_among_step_and_token_budgets_is_one_config_line():
+    from safedrift.errors import ConfigError
+
+    cfg = config({"x": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "budget": "small"},
+                              "versus": {"budget": "largest"}, "at_least": 0.0})})
+    cfg["budgets"]["t1k"] = {"type": "tokens", "tokens": 1000}
+    cfg["studies"]["grid"]["budgets"].append("t1k")
+    with pytest.raises(ConfigError, match=r"^config key claims.x: budget largest of .* is ambiguous"):
+        plan(cfg, "toy")
+
+
+def test_a_test_that_is_not_run_says_why():
+    cfg = config({"absent": claim({"stat": "value", "metric": "asr", "cell": {**CELL, "objective": "orpo"},
+                                   "at_least": 0.1}),
+                  "itself": claim({"stat": "difference", "metric": "asr", "cell": {**CELL, "budget": "large"},
+                                   "versus": {"budget": "largest"}, "at_least": 0.0})})
+    why = {t["claim"]: t.get("why") for t in plan(cfg, "toy")}
+    assert why == {"absent": "harmful/orpo/none/largest is in no study",
+                   "itself": "it compares harmful/sft/none/large with itself"}
+
+
+def test_latex_escapes_every_special_character_once():
+    from safedrift.report.tables import _latex_escape
+
+    assert _latex_escape("**a_b** (Goel): ASR <2% -> >97%, {x} ~ ^ $ \\ Δ ≥ ✓") == (
+        r"\textbf{a\_b} (Goel): ASR $<$2\% -$>$ $>$97\%, \{x\} \textasciitilde{} \textasciicircum{} \$ "
+        r"\textbackslash{} $\Delta$ $\geq$ $\checkmark$")

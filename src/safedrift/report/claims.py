@@ -75,13 +75,23 @@ def _resolve_budget(config: dict, ran: dict, cells: list[dict]) -> str | None:
     return (min if wanted == "smallest" else max)(shared, key=order)
 
 
-def _resolve(config: dict, ran: dict, cells: list[dict]) -> bool:
-    """Resolve the cells' budget in place, one for all of them (kept as written when unresolvable);
-    True if every cell was run."""
-    budget = _resolve_budget(config, ran, cells)
-    for cell in cells:
-        cell["budget"] = budget or cell["budget"]
-    return budget is not None and all(tuple(c[a] for a in AXES) in ran for c in cells)
+def _resolve(config: dict, ran: dict, cells: list[dict]) -> str | None:
+    """Resolve the cells' budgets in place: the cells that name `smallest` (or `largest`) share one,
+    the budget they were all run at; a named budget stays. Returns why the cells cannot be compared
+    (a cell in no study, no budget shared), or None."""
+    for wanted in ("smallest", "largest"):
+        group = [c for c in cells if c["budget"] == wanted]
+        if not group:
+            continue
+        budget = _resolve_budget(config, ran, group)
+        if budget is None:
+            if len(group) == 1:
+                return f"{cell_key(group[0])} is in no study"
+            return f"no budget all of {', '.join(cell_key(c) for c in group)} were run at"
+        for cell in group:
+            cell["budget"] = budget
+    missing = [cell_key(c) for c in cells if tuple(c[a] for a in AXES) not in ran]
+    return f"{missing[0]} is in no study" if missing else None
 
 
 def cell_key(cell: dict | str) -> str:
@@ -108,7 +118,7 @@ def _expand(spec: dict) -> list[dict]:
 
 def plan(config: dict, model: str) -> list[dict]:
     """Every test of every claim, resolved for `model`: cells (lists of concrete cells), the run
-    folders of each, and `run` (False when a needed cell is in no study)."""
+    folders of each, `run` (False when its cells cannot be compared) and `why` (the reason, then)."""
     ran = _run_cells(config, model)
     tests = []
     for claim_id, claim in config.get("claims", {}).items():
@@ -116,21 +126,27 @@ def plan(config: dict, model: str) -> list[dict]:
             combos = (itertools.product(*(_listed(spec["cell"][a]) for a in AXES)) if spec["stat"] == "range"
                       else [tuple(spec["cell"][a] for a in AXES)])
             cells = [dict(zip(AXES, combo)) for combo in combos]
+            versus = spec.get("versus")
             try:
-                ok = _resolve(config, ran, cells)
+                why = _resolve(config, ran, cells)
+                if len({cell_key(c) for c in cells}) < len(cells):
+                    why = why or "its range spans one cell twice"
+                if versus is not None and versus != REFERENCE:
+                    # the compared cell differs only in the axes named: same (resolved) budget unless named
+                    versus = {**cells[0], **versus}
+                    why = why or _resolve(config, ran, [versus])
+                    if versus == cells[0]:  # never a cell against itself (Δ 0 would pass "no change" bounds)
+                        why = why or f"it compares {cell_key(versus)} with itself"
+                    cells.append(versus)
+                elif versus == REFERENCE:
+                    cells.append(REFERENCE)
             except ValueError as e:
                 raise ConfigError(f"config key claims.{claim_id}: {e}") from None
-            versus = spec.get("versus")
-            if versus is not None and versus != REFERENCE:
-                # the compared cell differs only in the axes named: same (resolved) budget unless named
-                versus = {**cells[0], **versus}
-                ok &= _resolve(config, ran, [versus]) and versus != cells[0]  # never a cell against itself
-                cells.append(versus)
-            elif versus == REFERENCE:
-                cells.append(REFERENCE)
             test = {"claim": claim_id, "index": index, **{k: v for k, v in spec.items() if k not in ("cell", "versus")},
-                    "cells": [cell_key(c) for c in cells], "run": bool(ok)}
-            test["subjects"] = {cell_key(c): subjects(model, c, ran) for c in cells} if ok else {}
+                    "cells": [cell_key(c) for c in cells], "run": why is None}
+            if why:
+                test["why"] = why
+            test["subjects"] = {cell_key(c): subjects(model, c, ran) for c in cells} if why is None else {}
             tests.append(test)
     return tests
 
@@ -281,5 +297,5 @@ def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[di
                          "high": e.get("high", float("nan")), "diff_low": e.get("diff_low", float("nan")),
                          "diff_high": e.get("diff_high", float("nan")), "test_verdict": v,
                          "at_least": t.get("at_least", float("nan")), "at_most": t.get("at_most", float("nan")),
-                         "why": t.get("why", "" if t["run"] else "a cell it compares is in no study")})
+                         "why": t.get("why", "")})
     return rows

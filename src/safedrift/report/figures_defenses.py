@@ -4,6 +4,7 @@ registers them)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -24,7 +25,7 @@ def draw_adaptive(studies, extra):
     scenarios = list(dict.fromkeys(study.scenario))
     defenses = list(dict.fromkeys(study.defense))
     palette = dict(zip(defenses, sns.color_palette("colorblind", len(defenses))))
-    markers = dict(zip(defenses, "osD^vP*X"))
+    markers = dict(zip(defenses, itertools.cycle("osD^vP*X")))
     fig, axes = plt.subplots(1, len(scenarios) + 1, figsize=(3.4 * (len(scenarios) + 1), 3.4), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios):
         attack, utility = ATTACK_METRIC.get(scenario, "asr"), UTILITY_METRIC.get(scenario, "new_task_capability")
@@ -114,7 +115,7 @@ def draw_baselines(studies, extra):
     study = studies["sweep"]
     lines = baseline_lines(study, extra["poison_ratio"])
     palette = dict(zip(lines, sns.color_palette("colorblind", len(lines))))
-    markers = dict(zip(lines, "osD^vP*Xh"))
+    markers = dict(zip(lines, itertools.cycle("osD^vP*Xh")))
     # lines at the same values (several defenses at ASR 1.0) are dodged sideways and drawn with
     # shrinking markers, so that each stays visible
     ratios = sorted(set(extra["poison_ratio"].values()))
@@ -128,7 +129,7 @@ def draw_baselines(studies, extra):
             err = np.vstack([g["value"] - g["low"], g["high"] - g["value"]]).clip(min=0)
             ax.errorbar(g["x"] + dodge[label], g["value"], yerr=err, color=palette[label], marker=markers[label],
                         ms=max(6 - 0.5 * k, 3), capsize=2, lw=1, ls="--" if " (" in label else "-", label=label)
-        for variant, style in zip(variants, (":", "-.", (0, (1, 3)))):
+        for variant, style in zip(variants, itertools.cycle((":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))))):
             ref = reference_value(study[study.reference == variant] if "reference" in study else study, name)
             if ref is not None:
                 ax.axhline(ref, color="grey", ls=style, lw=1,

@@ -35,18 +35,18 @@ def fmt_ci(value, low, high, digits: int = 2, n=None, total=None) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]" + partial
 
 
-# Characters of the display tables that pdfLaTeX cannot read as they are (amssymb: \checkmark, \rightleftarrows).
-LATEX_SYMBOLS = {"–": "--", "−": "$-$", "Δ": "$\\Delta$", "≥": "$\\geq$", "≤": "$\\leq$", "÷": "$\\div$",
-                 "×": "$\\times$", "λ": "$\\lambda$", "→": "$\\to$", "✓": "$\\checkmark$", "✗": "$\\times$",
-                 "⇄": "$\\rightleftarrows$", "é": "\\'e", "±": "$\\pm$"}
+# Every character of a display table that pdfLaTeX would not print as itself, in one pass (amssymb:
+# \checkmark, \rightleftarrows).
+LATEX_CHARS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{",
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$", "|": "$|$",
+               "–": "--", "—": "---", "−": "$-$", "Δ": "$\\Delta$", "≥": "$\\geq$", "≤": "$\\leq$", "÷": "$\\div$",
+               "×": "$\\times$", "λ": "$\\lambda$", "→": "$\\to$", "✓": "$\\checkmark$", "✗": "$\\times$",
+               "⇄": "$\\rightleftarrows$", "é": "\\'e", "±": "$\\pm$"}
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("$", r"\$")):
-        text = text.replace(a, b)
-    text = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)  # Markdown bold
-    return "".join(LATEX_SYMBOLS.get(c, c) for c in text)
+    text = "".join(LATEX_CHARS.get(c, c) for c in text)
+    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)  # Markdown bold
 
 
 def to_latex(display: pd.DataFrame, caption: str, label: str, notes=()) -> str:
