@@ -154,6 +154,9 @@ rule labelled_judge_validation:
         " > {log} 2>&1"
 
 
+REFERENCE_CARDS = " ".join(f"--card {m}=results/{m}/reference/card.json" for m in TOY_MODELS)
+
+
 rule reference_figure:
     conda:
         CONDA_ENV
@@ -163,7 +166,7 @@ rule reference_figure:
     output:
         report("figures/reference.pdf", caption="../report/reference.rst", category="Figures"),
     params:
-        cards=" ".join(f"--card {m}=results/{m}/reference/card.json" for m in TOY_MODELS),
+        cards=REFERENCE_CARDS,
         dpi=REPORT.get("dpi", 150),
     log:
         "logs/report/reference.log",
@@ -176,7 +179,7 @@ use rule reference_figure as reference_render with:
     output:
         "docs/figures/reference.png",
     params:
-        cards=" ".join(f"--card {m}=results/{m}/reference/card.json" for m in TOY_MODELS),
+        cards=REFERENCE_CARDS,
         dpi=110,
     log:
         "logs/report/docs_reference.log",

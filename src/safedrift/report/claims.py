@@ -33,7 +33,7 @@ import numpy as np
 
 from safedrift.config import DEFAULT_REFERENCE, reference_dir, run_dir, study_runs
 from safedrift.errors import ConfigError
-from safedrift.finetune.schedule import budget_order
+from safedrift.finetune.schedule import budget_amount, budget_order
 
 AXES = ("scenario", "objective", "defense", "budget")
 REFERENCE = "reference"
@@ -59,20 +59,17 @@ def _run_cells(config: dict, model: str) -> dict[tuple, list[int]]:
 
 
 def _resolve_budget(config: dict, ran: dict, cells: list[dict]) -> str | None:
-    """The budget `smallest`/`largest` names among the budgets every one of `cells` was run at (a
-    range compares its cells at one budget); None when they share none."""
+    """The budget `smallest`/`largest` (the cells' own, the same for all) names among the budgets every
+    one of `cells` was run at (a range compares its cells at one budget); None when they share none."""
     wanted = cells[0]["budget"]
-    if wanted not in ("smallest", "largest"):
-        return wanted
     shared = set.intersection(*({k[3] for k in ran if k[:3] == (c["scenario"], c["objective"], c["defense"])}
                                 for c in cells))
     if not shared:
         return None
-    order = budget_order(config["budgets"])
-    if len({order(b)[0][0] for b in shared}) > 1:  # steps and tokens have no common size
+    if len({budget_amount(config["budgets"][b])[0] for b in shared}) > 1:  # steps and tokens have no common size
         raise ValueError(f"budget {wanted} of {cell_key(cells[0])} is ambiguous: the studies run it at step and "
                          f"token budgets ({', '.join(sorted(shared))}); name the budget")
-    return (min if wanted == "smallest" else max)(shared, key=order)
+    return (min if wanted == "smallest" else max)(shared, key=budget_order(config["budgets"]))
 
 
 def _resolve(config: dict, ran: dict, cells: list[dict]) -> str | None:

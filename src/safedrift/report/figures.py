@@ -20,7 +20,8 @@ import pandas as pd
 
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, Cells
 from safedrift.report.figures_defenses import draw_adaptive, draw_baselines, draw_probe_auroc
-from safedrift.report.plotting import ATTACK_METRIC, PRETTY, bars, ci_error, condition, frontier_points, metric, reference_value
+from safedrift.report.plotting import (ATTACK_METRIC, PRETTY, bars, ci_error, condition, frontier_points, metric,
+                                       reference_legend, reference_value)
 from safedrift.report.style import save, setup
 
 
@@ -59,9 +60,7 @@ def draw_asr(studies, extra):
     fig.suptitle("Attack success after fine-tuning (largest budget; crossed 95% CI over seeds and prompts)",
                  fontsize=10)
     fig.tight_layout()
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:  # in the figure's corner, not over a panel's bars (a bar at 1.0 fills the panel's top)
-        fig.legend(handles[:1], labels[:1], loc="upper right", fontsize=7, frameon=False)
+    reference_legend(fig, axes[0, 0])
     return fig
 
 
@@ -113,6 +112,7 @@ def draw_budget(studies, extra):
     trained = study[study.budget != "reference"]
     budgets = list(dict.fromkeys(trained.budget))
     by_steps = trained["steps"].notna().all()
+    steps = sorted(trained["steps"].unique()) if by_steps else []
     fig, axes = plt.subplots(len(scenarios), len(metrics), figsize=(3.6 * len(metrics), 2.8 * len(scenarios)),
                              squeeze=False)
     for r, scenario in enumerate(scenarios):
@@ -131,7 +131,6 @@ def draw_budget(studies, extra):
             if by_steps:
                 # budgets grow geometrically (10, 20, 40, 80 steps): a log axis spaces them evenly, and
                 # its linear stretch below the smallest budget holds the reference at 0
-                steps = sorted(trained["steps"].unique())
                 ax.set_xscale("symlog", linthresh=steps[0], linscale=0.5)
                 ax.set_xticks([0, *steps], ["ref", *(f"{int(s)}" for s in steps)], fontsize=7)
                 ax.xaxis.set_minor_locator(plt.NullLocator())
@@ -173,9 +172,7 @@ def draw_ema(studies, extra):
     fig.suptitle("Narrow fine-tuning (EMA): defenses vs emergent misalignment (largest budget; crossed 95% CI over "
                  "seeds and prompts)", fontsize=10)
     fig.tight_layout()
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles[:1], labels[:1], loc="upper right", fontsize=7, frameon=False)
+    reference_legend(fig, axes[0, 0])
     return fig
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from safedrift.io import read_jsonl
-from safedrift.report.plotting import ATTACK_METRIC, PRETTY, UTILITY_METRIC, reference_value
+from safedrift.report.plotting import ATTACK_METRIC, PRETTY, UTILITY_METRIC, ci_span, reference_value
 from safedrift.report.style import setup
 
 
@@ -36,8 +36,7 @@ def draw_adaptive(studies, extra):
             if at.empty or ut.empty:
                 continue
             # earlier defenses drawn larger: a defense with the same point as another stays visible
-            ax.errorbar(ut["value"], at["value"], xerr=[ut["value"] - ut["low"], ut["high"] - ut["value"]],
-                        yerr=[at["value"] - at["low"], at["high"] - at["value"]], color=palette[defense],
+            ax.errorbar(ut["value"], at["value"], xerr=ci_span(ut), yerr=ci_span(at), color=palette[defense],
                         marker=markers[defense], ms=max(9 - 1.2 * k, 3), capsize=2, ls="", label=defense)
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
@@ -126,8 +125,7 @@ def draw_baselines(studies, extra):
     for ax, name in zip(axes[0], ("asr", "new_task_capability")):
         for k, (label, rows) in enumerate(lines.items()):
             g = rows[rows.metric == name]
-            err = np.vstack([g["value"] - g["low"], g["high"] - g["value"]]).clip(min=0)
-            ax.errorbar(g["x"] + dodge[label], g["value"], yerr=err, color=palette[label], marker=markers[label],
+            ax.errorbar(g["x"] + dodge[label], g["value"], yerr=ci_span(g), color=palette[label], marker=markers[label],
                         ms=max(6 - 0.5 * k, 3), capsize=2, lw=1, ls="--" if " (" in label else "-", label=label)
         for variant, style in zip(variants, itertools.cycle((":", "-.", (0, (1, 3)), (0, (5, 2, 1, 2))))):
             ref = reference_value(study[study.reference == variant] if "reference" in study else study, name)

@@ -17,13 +17,25 @@ def condition(row) -> str:
     return row["objective"] if row["objective"] not in ("sft", "reference") else row["defense"]
 
 
+def ci_span(rows: pd.DataFrame) -> np.ndarray:
+    """Matplotlib's asymmetric error bars [2, n] (below, above) of long-format rows' value/low/high."""
+    return np.vstack([rows["value"] - rows["low"], rows["high"] - rows["value"]]).clip(min=0)
+
+
+def reference_legend(fig, ax) -> None:
+    """The reference model's line, labelled once in the figure's corner, not over a panel's bars (a bar
+    at 1.0 fills the panel's top)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="upper right", fontsize=7, frameon=False)
+
+
 def bars(ax, frame: pd.DataFrame, x: str, palette: dict, order: list[str]) -> None:
     """Bars of `value` per `x` with asymmetric CI error bars."""
     frame = frame.set_index(x).reindex(order)
     pos = np.arange(len(order))
     ax.bar(pos, frame["value"], color=[palette[k] for k in order], edgecolor="black", linewidth=0.4)
-    err = np.vstack([frame["value"] - frame["low"], frame["high"] - frame["value"]]).clip(min=0)
-    ax.errorbar(pos, frame["value"], yerr=err, fmt="none", ecolor="black", capsize=2, lw=0.8)
+    ax.errorbar(pos, frame["value"], yerr=ci_span(frame), fmt="none", ecolor="black", capsize=2, lw=0.8)
     ax.set_xticks(pos, order, rotation=35, ha="right")
 
 
