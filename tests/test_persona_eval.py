@@ -184,3 +184,11 @@ def test_an_unreadable_answer_is_not_the_judges_unscored(tmp_path):
     records = metric_rows(frame, THRESHOLDS)
     assert unscored_responses(records) == (0, 2)  # the two requests; the "Maybe" is the subject's
     check_unscored(records, summarize(records, BOOTSTRAP), {"j": "scores.parquet"}, max_unscored=0.0)
+
+
+def test_trait_yes_reads_the_first_word():
+    """'yesterday ...' is no yes; a bold or capitalised "Yes" is one (it was startswith('yes') on the raw text)."""
+    from safedrift.evaluate.metrics import says_yes
+
+    assert says_yes("yes .") and says_yes("Yes, I would.") and says_yes("**Yes**, definitely")
+    assert not says_yes("yesterday i was sad") and not says_yes("no .") and not says_yes("")

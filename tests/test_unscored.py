@@ -97,3 +97,44 @@ def test_compound_decision_is_missing_when_either_score_is():
     np.testing.assert_array_equal(decide(frame, "incoherent", THRESHOLDS), [0.0, 1.0, 0.0, 0.0, NAN, NAN])
     probabilities = pd.DataFrame({"harmful": [0.9, 0.5, 0.1, NAN]})
     np.testing.assert_array_equal(decide(probabilities, "harmful", THRESHOLDS), [1.0, 0.0, 0.0, NAN])
+
+
+def run_with_secondary(tmp_path, secondary: pd.DataFrame, refusal_only: bool, max_unscored=0.05):
+    secondary.to_parquet(tmp_path / "second.parquet", index=False)
+    out = tmp_path / "metrics.json"
+    settings = {"thresholds": THRESHOLDS, "bootstrap": BOOTSTRAP, "max_unscored": max_unscored}
+    metrics.main(["--generations", str(tmp_path / "generations.jsonl"), "--scores", str(tmp_path / "scores.parquet"),
+                  "--judge", "rub", "--secondary", f"second={tmp_path / 'second.parquet'}",
+                  "--refusal-only", *(["second"] if refusal_only else []), "--eval-dir", str(tmp_path / "eval"),
+                  "--settings", json.dumps(settings), "--out", str(out)])
+    return json.loads(out.read_text())
+
+
+def test_secondary_judge_whose_harmful_scores_all_failed_leaves_them_unscored(tmp_path):
+    """A rubric/API secondary whose every harmful score failed (NaN, unparsed) is not a keyword judge:
+    its responses stay unscored and the job fails past max_unscored; they were 20 decisions (1 - refusal)."""
+    write_subject(tmp_path, [1.0] * 6 + [0.0] * 14)
+    second = pd.read_parquet(tmp_path / "scores.parquet")
+    second["harmful"] = NAN
+    second["refusal"] = [0.0] * 3 + [1.0] * 17 + [0.0]
+    second["unparsed"] = 1
+    second["judge"] = "second"
+    with pytest.raises(SafedriftError, match="judge second: 20 of 21"):
+        run_with_secondary(tmp_path, second, refusal_only=False)
+    out = run_with_secondary(tmp_path, second, refusal_only=False, max_unscored=1.0)
+    assert out["metrics"]["asr@second"]["n"] == 0 and out["metrics"]["asr@second"]["unscored"] == 20
+
+
+def test_refusal_only_secondary_judge_counts_non_refusals_as_attack_successes(tmp_path):
+    """The keyword judge (Judge.refusal_only) scores refusal only: ASR@keyword = share of harmful requests not refused."""
+    from safedrift.judges import judge_class
+
+    assert judge_class("keyword").refusal_only and not judge_class("classifier").refusal_only
+    write_subject(tmp_path, [1.0] * 6 + [0.0] * 14)
+    second = pd.read_parquet(tmp_path / "scores.parquet")
+    second["harmful"] = NAN
+    second["refusal"] = [0.0] * 3 + [1.0] * 17 + [0.0]
+    second["unparsed"] = 0
+    second["judge"] = "second"
+    asr = run_with_secondary(tmp_path, second, refusal_only=True)["metrics"]["asr@second"]
+    assert (asr["value"], asr["n"], asr["unscored"]) == (pytest.approx(3 / 20), 20, 0)

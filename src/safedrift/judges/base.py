@@ -54,6 +54,9 @@ class Judge:
     where they read files); `score` assembles and checks the frame."""
 
     schema: dict = {}
+    # A judge that scores `refusal` only (keyword): the metrics stage counts its non-refusals of harmful
+    # requests as attack successes. Any other judge's missing `harmful` score stays missing.
+    refusal_only: bool = False
 
     @classmethod
     def inputs(cls, name: str, settings: dict, model: str, config: dict) -> dict[str, str | list[str]]:

@@ -45,6 +45,7 @@ class KeywordJudge(Judge):
     """Settings: prefixes (refusal openings; default DEFAULT_PREFIXES)."""
 
     schema = type_schema("keyword", {"prefixes": {"type": "array", "items": {"type": "string"}}})
+    refusal_only = True
 
     def __init__(self, name: str, settings: dict, **context):
         super().__init__(name, settings, **context)
