@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -270,3 +271,28 @@ def test_latex_escapes_every_special_character_once():
     assert _latex_escape("**a_b** (Goel): ASR <2% -> >97%, {x} ~ ^ $ \\ Δ ≥ ✓") == (
         r"\textbf{a\_b} (Goel): ASR $<$2\% -$>$ $>$97\%, \{x\} \textasciitilde{} \textasciicircum{} \$ "
         r"\textbackslash{} $\Delta$ $\geq$ $\checkmark$")
+
+
+def test_a_rate_at_zero_or_one_has_a_score_interval_in_the_scorecard(tmp_path, monkeypatch):
+    """All-1 runs against an all-0 reference on 60 prompts: Δ 1.00 with Newcombe's interval [0.915, 1]
+    (was [1, 1]); a value of 0 has Wilson's upper bound 0.060 (was 0)."""
+    cfg = config({
+        "collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                           "at_least": 0.5, "excludes_zero": True}),
+        "none_left": claim({"stat": "value", "metric": "asr", "cell": {**CELL, "defense": "kl"}, "at_most": 0.1}),
+    })
+    world(tmp_path, {"reference": 0.0, "sft/none/large": 1.0, "sft/kl/large": 0.0})
+    table = run_scorecard(tmp_path, monkeypatch, cfg).set_index("id")
+    assert table.loc["collapse", "verdict"] == "reproduced"
+    assert table.loc["collapse", "low"] == pytest.approx(1 - math.hypot(0.0602, 0.0602), abs=2e-3)
+    assert table.loc["collapse", "high"] == pytest.approx(1.0)
+    assert table.loc["none_left", "low"] == 0.0 and table.loc["none_left", "high"] == pytest.approx(0.0602, abs=1e-3)
+
+
+def test_a_ratio_over_a_zero_denominator_is_not_run(tmp_path, monkeypatch):
+    """ASR 0.1 over ASR 0: the ratio was inf with a NaN interval and passed at_least 2; now not run, saying why."""
+    cfg = config({"doubles": claim({"stat": "ratio", "metric": "asr", "cell": CELL, "versus": {"defense": "kl"},
+                                    "at_least": 2})})
+    world(tmp_path, {"reference": 0.0, "sft/none/large": 0.1, "sft/kl/large": 0.0})
+    row = run_scorecard(tmp_path, monkeypatch, cfg).set_index("id").loc["doubles"]
+    assert row["verdict"] == "not run" and "ratio undefined" in row["why"]

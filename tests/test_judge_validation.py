@@ -155,3 +155,17 @@ def test_labelled_validation_with_a_local_rubric_judge(smoke, tmp_path):
         assert d["n"] + d["unscored"] == len(labelled_rows), d
         assert d["unscored"] == int(missing.sum()), d
     assert summary["decisions"][-1]["unscored"] > 0  # a 1M-parameter toy model rarely answers with a number
+
+
+def test_study_table_caption_states_the_configured_confidence_and_cells_short_of_seeds(tmp_path):
+    """The caption said '95% CIs' whatever evaluation.bootstrap.confidence was, and 'Mean over 2 seeds'
+    when a cell had scored only one."""
+    out = tmp_path / "tables" / "adaptive"
+    study_tables.main(["--study", "adaptive", "--table", write_study(tmp_path), "--seeds", "2",
+                       "--confidence", "0.9", "--out", str(out)])
+    md = out.with_suffix(".md").read_text()
+    assert "90% CIs" in md and "95% CIs" not in md
+    assert "fewer than 2 scored seeds" in md
+    study_tables.main(["--study", "adaptive", "--table", str(tmp_path / "adaptive.csv"), "--seeds", "1",
+                       "--out", str(out)])
+    assert "fewer than" not in out.with_suffix(".md").read_text()

@@ -211,3 +211,52 @@ def test_few_seeds_with_dominant_seed_variance_undercover():
     coverage = crossed_coverage(np.random.default_rng(11), 400, seed_sd=0.3, prompt_sd=1.0, noise_sd=1.0)
     print(f"coverage with 3 seeds and dominant seed variance: {coverage:.3f}")
     assert coverage < 0.93
+
+
+# --- rates at 0 and 1: the score floor ----------------------------------------------------------
+
+def rates(seeds: int, prompts: int, p: float, rng) -> Cell:
+    return make_cell({s: {i: [float(rng.random() < p)] for i in range(prompts)} for s in range(seeds)})
+
+
+def test_a_rate_observed_at_zero_is_not_certain():
+    """0 of 120 (3 seeds) is [0, 0.031] (Wilson on 120 responses per seed), not [0, 0]; 120 of 120 is [0.969, 1]."""
+    zero = make_cell({s: {i: [0.0] for i in range(120)} for s in range(3)})
+    one = make_cell({s: {i: [1.0] for i in range(120)} for s in range(3)})
+    ci0, ci1 = cell_ci(zero, 200), cell_ci(one, 200)
+    assert (ci0["value"], ci0["low"]) == (0.0, 0.0) and ci0["high"] == pytest.approx(0.0311, abs=5e-4)
+    assert ci1["high"] == 1.0 and ci1["low"] == pytest.approx(1 - 0.0311, abs=5e-4)
+    diff = difference_ci(one, zero, 200)
+    assert diff["value"] == 1.0 and diff["low"] == pytest.approx(1 - math.hypot(0.0311, 0.0311), abs=1e-3)
+    same = difference_ci(zero, make_cell({0: {i: [0.0] for i in range(120)}}), 200)
+    assert same["low"] == pytest.approx(-0.0311, abs=5e-4) and same["high"] == pytest.approx(0.0311, abs=5e-4)
+
+
+@pytest.mark.parametrize("seeds,prompts,p", [(1, 120, 0.01), (3, 120, 0.003), (3, 20, 0.98), (1, 60, 0.02)])
+def test_rate_intervals_near_0_and_1_cover_the_true_rate(seeds, prompts, p):
+    """The percentile bootstrap alone covered 0.60-0.71 here (zero-width intervals whenever no response
+    differed); with the score floor at least 0.93."""
+    rng = np.random.default_rng(5)
+    datasets = 200
+    covered = sum(ci["low"] <= p <= ci["high"] for ci in (cell_ci(rates(seeds, prompts, p, rng), 200, seed=d)
+                                                          for d in range(datasets)))
+    print(f"coverage at p={p}, {seeds} seeds x {prompts} prompts: {covered / datasets:.3f}")
+    assert covered / datasets >= 0.93
+
+
+def test_difference_of_rates_near_0_covers_the_true_difference():
+    """Run at 0.02 vs reference at 0 on 120 prompts (the ema_emerges/identity_shift regime): the paired
+    bootstrap alone gave [0, x] with many zero-width intervals."""
+    rng = np.random.default_rng(6)
+    datasets, covered = 200, 0
+    for d in range(datasets):
+        run, ref = rates(3, 120, 0.02, rng), rates(1, 120, 0.0, rng)
+        ci = difference_ci(run, ref, 200, seed=d)
+        covered += ci["low"] <= 0.02 <= ci["high"]
+    assert covered / datasets >= 0.93
+
+
+def test_the_score_floor_leaves_continuous_metrics_alone():
+    values = make_cell({s: {i: [0.5] for i in range(50)} for s in range(3)})
+    assert not values.binary
+    assert cell_ci(values, 200)["low"] == cell_ci(values, 200)["high"] == pytest.approx(0.5)

@@ -96,11 +96,13 @@ rule study_table:
         report(multiext("tables/{table}", ".csv", ".md", ".tex"), caption="../report/tables.rst", category="Tables"),
     params:
         seeds=lambda wc: len(config["studies"][table_study(wc.table)].get("seeds") or config["seeds"]),
+        confidence=config["evaluation"]["bootstrap"]["confidence"],
         validation=f"--judge-validation {eval_judge_validation()}" if ACCEPT_BELOW_TARGETS else "",
     log:
         "logs/report/table_{table}.log",
     shell:
         "python -m safedrift report.study_tables --study {wildcards.table} --table {input.table} --seeds {params.seeds}"
+        " --confidence {params.confidence}"
         " {params.validation} --out tables/{wildcards.table} > {log} 2>&1"
 
 

@@ -17,6 +17,20 @@ cells, and the same seed draws when both cells have the same seeds (runs of one 
 their data order), so its interval is the paired interval of the difference.
 
 The point estimate of a cell is the mean of its seed means; intervals are percentile intervals.
+
+A percentile bootstrap cannot see past its own data: a cell whose every observation is 0 (or 1)
+gets the interval [0, 0] whatever its size, and such intervals of a true rate near 0 or 1 cover
+it 60-70% of the time instead of 95%. So where the observations are 0/1 decisions (a rate), a
+cell's interval is widened to contain the Wilson score interval of its rate, and a difference of
+two rates to contain Newcombe's hybrid score interval built from the two (Newcombe 1998, method
+10), with n the number of decided responses per seed (seeds evaluate the same prompts, so a
+second seed is not counted as more data). Away from 0 and 1 the bootstrap interval is usually
+the wider one and is kept.
+
+Three seeds are few: the seed part of a crossed interval is then about the range of the seed
+means, which covers the mean over seeds 75% of the time on its own, so where seeds disagree much
+more than prompts (fine-tuning that lands in different places per seed) a 95% interval covers
+less than 95% (simulated: 0.78 when the seed spread dominates, 0.93-0.96 where prompts dominate).
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NAN_CI = {"value": float("nan"), "low": float("nan"), "high": float("nan")}
+Z = {}  # confidence -> two-sided normal quantile (cached: scipy is not a dependency)
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class Cell:
     sums: np.ndarray
     counts: np.ndarray
     missing: int = 0
+    binary: bool = False  # every observation is 0 or 1: a rate (its interval has a score floor)
 
     @property
     def n(self) -> int:
@@ -49,7 +65,13 @@ class Cell:
         cols = np.array([index.get(p, len(self.prompts)) for p in prompts], dtype=np.int64)
         zero = np.zeros((len(self.seeds), 1))
         return Cell(self.seeds, tuple(prompts), np.hstack([self.sums, zero])[:, cols],
-                    np.hstack([self.counts, zero])[:, cols], self.missing)
+                    np.hstack([self.counts, zero])[:, cols], self.missing, self.binary)
+
+    @property
+    def per_seed(self) -> int:
+        """Decided observations per observed seed (the n of a rate's score interval)."""
+        seeds = int((self.counts.sum(axis=1) > 0).sum())
+        return int(round(self.n / seeds)) if seeds else 0
 
 
 def make_cell(observations: dict) -> Cell:
@@ -74,7 +96,8 @@ def cell_from_records(seeds, prompts, values) -> Cell:
     counts = np.zeros_like(sums)
     np.add.at(sums, (seed_idx[valid], prompt_idx[valid]), values[valid])
     np.add.at(counts, (seed_idx[valid], prompt_idx[valid]), 1.0)
-    return Cell(tuple(seed_keys.tolist()), tuple(prompt_keys.tolist()), sums, counts, int((~valid).sum()))
+    binary = bool(valid.any() and np.isin(values[valid], (0.0, 1.0)).all())
+    return Cell(tuple(seed_keys.tolist()), tuple(prompt_keys.tolist()), sums, counts, int((~valid).sum()), binary)
 
 
 def _seed_means(sums: np.ndarray, counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -125,7 +148,56 @@ def _observed(cell: Cell) -> Cell:
     """The cell without seeds or prompts that have no observation (all missing)."""
     rows, cols = cell.counts.sum(axis=1) > 0, cell.counts.sum(axis=0) > 0
     return Cell(tuple(s for s, k in zip(cell.seeds, rows) if k), tuple(p for p, k in zip(cell.prompts, cols) if k),
-                cell.sums[rows][:, cols], cell.counts[rows][:, cols], cell.missing)
+                cell.sums[rows][:, cols], cell.counts[rows][:, cols], cell.missing, cell.binary)
+
+
+def _z(confidence: float) -> float:
+    if confidence not in Z:
+        from statistics import NormalDist
+
+        Z[confidence] = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return Z[confidence]
+
+
+def wilson(p: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a rate p observed on n units."""
+    if n <= 0 or np.isnan(p):
+        return float("nan"), float("nan")
+    z = _z(confidence)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def newcombe(p1: float, n1: int, p2: float, n2: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of p1 - p2 from the two Wilson intervals (method 10)."""
+    l1, u1 = wilson(p1, n1, confidence)
+    l2, u2 = wilson(p2, n2, confidence)
+    d = p1 - p2
+    return float(d - np.hypot(p1 - l1, u2 - p2)), float(d + np.hypot(u1 - p1, p2 - l2))
+
+
+def _hull(low: float, high: float, floor: tuple[float, float]) -> tuple[float, float]:
+    """[low, high] widened to contain `floor` (an interval with a NaN end is left as it is)."""
+    if np.isnan(low) or np.isnan(high) or np.isnan(floor[0]) or np.isnan(floor[1]):
+        return low, high
+    return min(low, floor[0]), max(high, floor[1])
+
+
+def rate_floor(ci: dict, cell: "Cell", confidence: float) -> dict:
+    """A rate's interval widened to its Wilson interval on the cell's responses per seed (module docstring)."""
+    if not cell.binary:
+        return ci
+    low, high = _hull(ci["low"], ci["high"], wilson(ci["value"], cell.per_seed, confidence))
+    return {**ci, "low": low, "high": high}
+
+
+def difference_floor(ci: dict, a: "Cell", b: "Cell", p_a: float, p_b: float, confidence: float) -> dict:
+    """A difference of two rates widened to Newcombe's interval (module docstring); a, b on the shared prompts."""
+    if not (a.binary and b.binary):
+        return ci
+    low, high = _hull(ci["low"], ci["high"], newcombe(p_a, a.per_seed, p_b, b.per_seed, confidence))
+    return {**ci, "low": low, "high": high}
 
 
 def cell_ci(cell: Cell, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
@@ -136,11 +208,22 @@ def cell_ci(cell: Cell, resamples: int = 1000, confidence: float = 0.95, seed: i
         return {**NAN_CI, "n": 0, "unscored": int(cell.missing), "seeds": 0}
     value = _point(cell)
     if cell.n == 1:
-        return _summary(cell, value, value, value)
-    rng = np.random.default_rng(seed)
-    weights = _prompt_weights(rng, len(cell.prompts), resamples)
-    seed_draws = rng.integers(0, len(cell.seeds), (resamples, len(cell.seeds)))
-    return _summary(cell, value, *_interval(_replicates(cell, weights, seed_draws), confidence))
+        low = high = value
+    else:
+        rng = np.random.default_rng(seed)
+        weights = _prompt_weights(rng, len(cell.prompts), resamples)
+        seed_draws = rng.integers(0, len(cell.seeds), (resamples, len(cell.seeds)))
+        low, high = _interval(_replicates(cell, weights, seed_draws), confidence)
+    ci = rate_floor({"value": value, "low": low, "high": high}, cell, confidence)
+    return _summary(cell, value, ci["low"], ci["high"])
+
+
+def on_shared_prompts(cells: list[Cell]) -> list[Cell]:
+    """The cells' observed parts on the prompts every one of them observed (the cells a paired
+    statistic compares)."""
+    cells = [_observed(c) for c in cells]
+    shared = tuple(sorted(set.intersection(*(set(c.prompts) for c in cells))))
+    return [c.on(shared) for c in cells]
 
 
 def joint_replicates(cells: list[Cell], resamples: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
@@ -148,11 +231,10 @@ def joint_replicates(cells: list[Cell], resamples: int = 1000, seed: int = 0) ->
     prompt draws (over the prompts every cell observed) and the same seed draws for cells with
     the same seeds: any statistic of the k values (a difference, a ratio, a range) computed per
     replicate gets a paired interval. Also returns the number of shared prompts (0: no estimate)."""
-    cells = [_observed(c) for c in cells]
-    shared = tuple(sorted(set.intersection(*(set(c.prompts) for c in cells))))
+    cells = on_shared_prompts(cells)
+    shared = cells[0].prompts
     if not shared:
         return np.full(len(cells), np.nan), np.full((resamples, len(cells)), np.nan), 0
-    cells = [c.on(shared) for c in cells]
     points = np.array([_point(c) for c in cells])
     rng = np.random.default_rng(seed)
     weights = _prompt_weights(rng, len(shared), resamples)
@@ -179,7 +261,8 @@ def difference_ci(a: Cell, b: Cell, resamples: int = 1000, confidence: float = 0
     b also has; NaNs when the cells share no observed prompt."""
     points, replicates, shared = joint_replicates([a, b], resamples, seed)
     ci = statistic_ci(points[0] - points[1], replicates[:, 0] - replicates[:, 1], confidence)
-    observed = _observed(a).on(tuple(sorted(set(_observed(a).prompts) & set(_observed(b).prompts))))
+    observed, other = on_shared_prompts([a, b])
+    ci = difference_floor(ci, observed, other, points[0], points[1], confidence)
     return {**ci, "n": observed.n if shared else 0, "unscored": int(a.missing + b.missing),
             "seeds": int((observed.counts.sum(axis=1) > 0).sum()) if shared else 0}
 

@@ -246,15 +246,20 @@ def combine(verdicts: list[str], how: str = "all") -> str:
     return "opposite" if "opposite" in run else "not reproduced"
 
 
-def statistic(spec: dict, points: np.ndarray, replicates: np.ndarray, confidence: float) -> dict:
-    """The test's statistic from the cells' point estimates [k] and joint replicates [B, k]."""
-    from safedrift.evaluate.stats import statistic_ci
+def statistic(spec: dict, points: np.ndarray, replicates: np.ndarray, confidence: float, cells=None) -> dict:
+    """The test's statistic from the cells' point estimates [k] and joint replicates [B, k]; cells (the
+    compared cells on their shared prompts) give a rate's value and difference their score floors
+    (evaluate.stats: a rate at 0 or 1 is not certain)."""
+    from safedrift.evaluate.stats import difference_floor, rate_floor, statistic_ci
 
     if spec["stat"] == "value":
-        return statistic_ci(points[0], replicates[:, 0], confidence)
+        ci = statistic_ci(points[0], replicates[:, 0], confidence)
+        return rate_floor(ci, cells[0], confidence) if cells else ci
     if spec["stat"] == "range":
         return statistic_ci(points.max() - points.min(), replicates.max(1) - replicates.min(1), confidence)
     diff = statistic_ci(points[0] - points[1], replicates[:, 0] - replicates[:, 1], confidence)
+    if cells:
+        diff = difference_floor(diff, cells[0], cells[1], points[0], points[1], confidence)
     extra = {"diff_low": diff["low"], "diff_high": diff["high"], "diff": diff["value"]}
     if spec["stat"] == "difference":
         return {**diff, **extra}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from safedrift.report.aggregate import REFERENCE
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, STRENGTH_SWEEP
 from safedrift.report.tables import fmt_ci, write_table
 
@@ -123,18 +124,34 @@ def validation_notes(path: str | None) -> list[str]:
             f"({'; '.join(v['misses'])}); reported because evaluation.judge_validation.accept_below_targets is true."]
 
 
+def fewer_seeds(table: pd.DataFrame, seeds: int) -> str:
+    """A caption sentence naming how many run cells have fewer scored seeds than configured ('' if none)."""
+    if "seeds" not in table:
+        return ""
+    runs = table[(table["scenario"] != REFERENCE) & (table["seeds"] < seeds)]
+    if runs.empty:
+        return ""
+    cells = runs.drop_duplicates(["scenario", "objective", "defense", "budget"])
+    return (f" {len(cells)} cell(s) have fewer than {seeds} scored seeds for some metric (e.g. "
+            f"{'/'.join(str(cells.iloc[0][c]) for c in ('scenario', 'objective', 'defense', 'budget'))} "
+            f"{cells.iloc[0]['metric']}: {int(cells.iloc[0]['seeds'])}); the study's CSV has each cell's count.")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", required=True, choices=sorted(TABLES), help="the table (a key of TABLES)")
     p.add_argument("--table", required=True, help="the CSV (report.aggregate) of the study its cells select")
     p.add_argument("--seeds", type=int, required=True, help="seeds per cell (for the caption)")
+    p.add_argument("--confidence", type=float, default=0.95, help="the intervals' level (evaluation.bootstrap)")
     p.add_argument("--judge-validation", help="the eval judge's validation summary (JSON), read when the config "
                    "accepts a judge below its targets")
     p.add_argument("--out", required=True, help="output stem (writes .csv, .md, .tex)")
     a = p.parse_args(argv)
-    data, display = build(pd.read_csv(a.table), a.study)
-    caption = (f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with 95% CIs (bootstrap over prompts and "
-               "seeds, crossed; differences paired over prompts).")
+    table = pd.read_csv(a.table)
+    data, display = build(table, a.study)
+    caption = (f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with {a.confidence:.0%} CIs (bootstrap over "
+               "prompts and seeds, crossed; differences paired over prompts; a rate at 0 or 1 gets its score "
+               f"interval).{fewer_seeds(table, a.seeds)}")
     write_table(data, display, a.out, caption, validation_notes(a.judge_validation))
     print(display.to_string(index=False))
 
