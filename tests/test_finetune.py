@@ -140,3 +140,23 @@ def test_checkpoint_fingerprint_covers_the_rule_code_inputs_and_input_files(tmp_
         assert after_editing(name) == base, f"{name} is not code of this run, yet it restarts it"
     assert checkpoint_fingerprint(settings, {"scenario": "1" * 64}) != base
     assert checkpoint_fingerprint(settings, {**hashes, "reference_responses": "0" * 64}) != base
+
+
+def test_a_reference_replaced_after_a_kill_is_not_resumed_from(run_inputs, tmp_path):
+    """Killed, then the reference retrained in place (align.steps changed, a new local folder): the rerun
+    started from the old reference's checkpoint, since the fingerprint held the settings, input files
+    and code but not the weights the run starts from."""
+    root, settings = run_inputs
+    reference = tmp_path / "reference"
+    shutil.copytree(root / "results/toy/reference", reference, ignore=shutil.ignore_patterns("eval", "card.json"))
+    cmd = finetune_cmd(root, settings, tmp_path / "run")
+    cmd[cmd.index("--reference") + 1] = str(reference)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    kill_after_first_checkpoint(cmd, tmp_path / "run", env)
+    from safetensors.torch import save_file
+
+    retrained = {k: v + 0.01 for k, v in load_file(str(reference / "model.safetensors")).items()}
+    time.sleep(0.01)
+    save_file(retrained, str(reference / "model.safetensors"), metadata={"format": "pt"})
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    assert json.loads((tmp_path / "run/run_card.json").read_text())["resumed_from"] is None

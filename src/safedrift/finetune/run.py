@@ -79,7 +79,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
 
     files = {"scenario": data, **ctx.inputs, "chat_template": ft.get("chat_template")}
     hashes = {name: digest for name, path in files.items() if path and (digest := file_digest(path))}
-    fingerprint = checkpoint_fingerprint(settings, hashes)
+    fingerprint = checkpoint_fingerprint(settings, {**hashes, "reference_files": reference_identity(reference)})
     # a stateful defense keeps state outside the trainer's checkpoint (Lisa's anchor): it starts afresh
     resume, log_path = prepare_checkpoints(out, fingerprint, start_from, resume=not defense.stateful)
     started_at = int(resume.rsplit("-", 1)[1]) if resume else 0
@@ -154,6 +154,24 @@ def load_starting_point(model_settings: dict, reference: str):
         model_template, tok.chat_template = tok.chat_template, Path(ft["chat_template"]).read_text()
     model = load_model(reference, dtype=m.get("dtype", "float32"), trust_remote_code=trust, train=True, key=key)
     return tok, model, model_template
+
+
+# The files of a model folder that decide the weights and the tokenisation a run starts from.
+MODEL_FILES = ("*.safetensors", "*.bin", "config.json", "adapter_config.json", "tokenizer.json",
+               "tokenizer_config.json", "chat_template.jinja")
+
+
+def reference_identity(reference: str) -> dict | None:
+    """{file: [size, mtime_ns]} of the reference folder's model files (a hub id: None), for the checkpoint
+    fingerprint: a run killed, its reference then retrained or replaced (align.steps, a new local folder),
+    must not resume weights trained from the old one. Size and mtime, not a digest: hashing a 7B model's
+    15 GB in every fine-tuning job would cost more than the toy's training; an identical copy of the
+    folder then only restarts training, the safe side."""
+    folder = Path(reference)
+    if not folder.is_dir():
+        return None
+    files = sorted({p for pattern in MODEL_FILES for p in folder.glob(pattern)})
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
 
 
 def file_digest(path: str | list[str]) -> str | None:
