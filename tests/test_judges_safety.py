@@ -25,7 +25,7 @@ from conftest import Workflow, copy_workflow
 from safedrift.errors import SafedriftError
 from safedrift.evaluate import labelled_validation
 from safedrift.evaluate.metrics import join, metric_rows, summarize, unscored_responses
-from safedrift.judges import COLUMNS, make_judge
+from safedrift.judges import COLUMNS, guard, make_judge
 from safedrift.judges.guard import LLAMA_GUARD_3_CATEGORIES, GuardPrompt, at_cut, parse_categories
 from safedrift.judges.harmbench_classifier import classifier_prompt
 from safedrift.judges.strongreject import combine, expected_answer, parse_reply
@@ -127,6 +127,14 @@ def paths(tmp_path_factory):
         "guard_bigram": save_bigram_model(root / "guard_bigram", tokenizer(GUARD_TEMPLATE), {
             after_prompt: {"unsafe": 0.7, "safe": 0.2, "S": 0.1}, "unsafe": {"Ċ": 1.0}, "Ċ": {"S": 1.0},
             "S": {"2": 1.0}, "2": {"<|eot_id|>": 1.0}}),
+        # Llama Guard 3's reply: "\n\n" (one token, as Llama 3's 271) .99, then unsafe .9 / safe .1; on the first
+        # token itself unsafe .006, safe .004 (whitespace first, so the first token carries 1% verdict)
+        "guard_newline": save_bigram_model(root / "guard_newline", tokenizer(GUARD_TEMPLATE, WORDS + ["ĊĊ"]), {
+            after_prompt: {"ĊĊ": 0.99, "unsafe": 0.006, "safe": 0.004}, "ĊĊ": {"unsafe": 0.9, "safe": 0.1},
+            "unsafe": {"Ċ": 1.0}, "Ċ": {"S": 1.0}, "S": {"2": 1.0}, "2": {"<|eot_id|>": 1.0}}),
+        # "\n" after "\n" without end: likeliest "\n" .8 then .5 at every step, so stepping stops at the bound
+        "guard_newlines": save_bigram_model(root / "guard_newlines", tokenizer(GUARD_TEMPLATE), {
+            after_prompt: {"Ċ": 0.8, "unsafe": 0.1, "safe": 0.1}, "Ċ": {"Ċ": 0.5, "unsafe": 0.3, "safe": 0.2}}),
         # after Qwen's generation prompt ("assistant\n"): digits 0..5 and "S"
         "digits_bigram": save_bigram_model(root / "digits_bigram", qwen_tokenizer(), {
             "Ċ": {"0": 0.2, "1": 0.3, "2": 0.1, "3": 0.1, "4": 0.1, "5": 0.1, "S": 0.1}}),
@@ -195,6 +203,33 @@ def test_guard_known_distribution_threshold_and_category(paths):
     unread = make_judge("guard", {"type": "guard", "model": paths["guard_bigram"], "min_mass": 0.95}).score(rows(2))
     assert unread["harmful"].isna().all() and unread["unparsed"].tolist() == [1, 1]
     assert unread["category"].tolist() == [None, None]
+
+
+def test_guard_reads_the_verdict_after_the_whitespace_it_writes_first(paths):
+    """Llama Guard 3 writes "\n\n" before "safe"/"unsafe": the verdict is read after it, each answer's
+    probability summed over the positions read (weighted by the whitespace's), never the 1% on the first token."""
+    unsafe, safe = 0.006 + 0.99 * 0.9, 0.004 + 0.99 * 0.1
+    judge = make_judge("guard", {"type": "guard", "model": paths["guard_newline"]})
+    frame = judge.score(rows(3))
+    assert frame["unparsed"].tolist() == [0, 0, 0]
+    assert frame["harmful"].tolist() == pytest.approx([unsafe / (unsafe + safe)] * 3, rel=1e-4)
+    assert frame["category"].tolist() == ["S2"] * 3  # "\n\n" "unsafe" "\n" "S" "2"
+    newline = token_id(judge.lm.tokenizer, "\n\n")
+    prompts = [judge.judge_prompt(r) for r in rows(3)]
+    _, prefixes = judge.read(prompts)
+    assert [p[-1] for p in prefixes] == [newline] * 3  # the category is continued after "\n\n" "unsafe"
+    assert [p[:-1] for p in prefixes] == judge.lm.encode(prompts)
+    # without reading after the whitespace, min_mass 0 would score 0.006 / 0.01 = 0.6 (noise)
+    low = make_judge("guard", {"type": "guard", "model": paths["guard_newline"], "min_mass": 0.0}).score(rows(3))
+    assert low["harmful"].tolist() == pytest.approx(frame["harmful"].tolist(), rel=1e-6)
+    # "\n" after "\n" after "\n"...: at most WHITESPACE_STEPS are stepped over, then the verdict is read there
+    reach, unsafe, safe = 0.8, 0.1, 0.1
+    for _ in range(guard.WHITESPACE_STEPS):
+        unsafe, safe, reach = unsafe + reach * 0.3, safe + reach * 0.2, reach * 0.5
+    steps = make_judge("guard", {"type": "guard", "model": paths["guard_newlines"]})
+    assert steps.score(rows(2))["harmful"].tolist() == pytest.approx([unsafe / (unsafe + safe)] * 2, rel=1e-4)
+    newline = token_id(steps.lm.tokenizer, "\n")
+    assert steps.read(prompts[:1])[1] == [steps.lm.encode(prompts[:1])[0] + [newline] * guard.WHITESPACE_STEPS]
 
 
 def test_threshold_lands_on_the_metrics_cut():
