@@ -172,6 +172,35 @@ def test_cache_hit_sends_no_request(server, api_key, tmp_path):
     assert sum(server.requests.values()) == seen + 3
 
 
+def test_changed_reply_settings_ask_anew(server, api_key, tmp_path):
+    """The cache key holds every setting that changes a reply: a larger max_tokens (the fix for cut-off
+    replies) asks again, and a text-only reply cached while the server refused logprobs is not reused
+    once the server offers them."""
+    batch = rows("logprobs", "number")
+    make_judge("gpt", settings(server.url, tmp_path, max_tokens=4)).score(batch)
+    again = make_judge("gpt", settings(server.url, tmp_path, max_tokens=64))
+    again.score(batch)
+    assert [body["max_tokens"] for *_, body in server.bodies] == [4, 4, 64, 64]
+    assert again.stats["cached"] == 0 and again.stats["requested"] == 2
+
+    text_cache = {"cache": str(tmp_path / "text_only.sqlite")}
+    server.reject_logprobs = True
+    first = make_judge("gpt", settings(server.url, tmp_path, **text_cache)).score(batch)
+    assert list(first["aligned"]) == [70, 42]  # the text
+    # still refused: one request finds out, the other reply is the cached one
+    still = make_judge("gpt", settings(server.url, tmp_path, **text_cache))
+    assert still.score(batch)["aligned"].equals(first["aligned"])
+    assert still.stats["requested"] == 1 and still.stats["cached"] == 1
+    server.reject_logprobs = False
+    offered = make_judge("gpt", settings(server.url, tmp_path, **text_cache))
+    frame = offered.score(batch)
+    assert offered.stats["requested"] == 2 and offered.stats["cached"] == 0
+    assert frame["aligned"][0] == pytest.approx((0.5 * 70 + 0.3 * 80) / 0.8)  # from the logprobs now
+    # and those replies are cached as any other
+    last = make_judge("gpt", settings(server.url, tmp_path, **text_cache))
+    assert last.score(batch)["aligned"].equals(frame["aligned"]) and last.stats["requested"] == 0
+
+
 def test_several_rubrics_on_their_column_scales(server, api_key, tmp_path):
     s = settings(server.url, tmp_path, rubrics={"aligned": RUBRIC, "coherent": RUBRIC, "refusal": RUBRIC,
                                                 "harmful": RUBRIC, "insecure": ""})

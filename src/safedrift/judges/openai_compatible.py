@@ -11,7 +11,9 @@ instead, and counted in the log's `requests.digit_logprobs_read_as_text`.
 
 Requests run on `concurrency` threads, at most `requests_per_minute`, each retried with
 exponential backoff on HTTP 429/5xx, timeouts and connection errors (`max_retries`,
-`timeout_s`). Replies are cached on disk (cache.py), so a rerun costs nothing. The API key
+`timeout_s`). Replies are cached on disk (cache.py), keyed on the judge, model, rubric, row and
+`max_tokens`, so a rerun costs nothing (one request when a server that refused logprobs is asked
+whether it still does: a text-only reply is not reused once logprobs are offered). The API key
 is read from the environment variable named by `api_key_env`, never from the config.
 Authentication and not-found errors stop the run at once: every other request would fail too.
 """
@@ -138,7 +140,9 @@ class OpenAIJudge(Judge):
             retry_after = None
             body = self.request_body(prompt)
             try:
-                return parse_reply(self.post(body))
+                # what was asked is part of the reply: a text-only reply (asked after the server refused
+                # logprobs) stands in the cache only while the server still refuses them (reask_text_only)
+                return {**parse_reply(self.post(body)), "asked_logprobs": bool(body.get("logprobs"))}
             except urllib.error.HTTPError as e:
                 if e.code in FATAL_STATUS:
                     raise FatalRequestError(f"judges.{self.name}: {self.url} answered HTTP {e.code} "
@@ -171,7 +175,8 @@ class OpenAIJudge(Judge):
         cache = ReplyCache(self.cache_path)
         try:
             replies = cache.get_many([key for key, _ in requests])
-            self.stats["cached"] += sum(key in replies for key, _ in requests)
+            asked = self.reask_text_only(replies, dict(requests), cache)
+            self.stats["cached"] += sum(key in replies and key != asked for key, _ in requests)
             todo = {key: prompt for key, prompt in requests if key not in replies}
             self.stats["requested"] += len(todo)
             with ThreadPoolExecutor(max_workers=int(self.options["concurrency"])) as pool:
@@ -192,15 +197,37 @@ class OpenAIJudge(Judge):
             cache.close()
         return replies
 
-    def key(self, column: str, question: str, response: str) -> str:
-        return cache_key(self.name, self.settings["model"], column, self.rubrics[column], question, response)
+    def reask_text_only(self, replies: dict[str, dict], prompts: dict[str, object], cache: ReplyCache) -> str | None:
+        """Drops from the cached `replies` the text-only ones (asked after a server refused logprobs) when this
+        run wants logprobs and the server now gives them. One of them is asked again to find out (its key is
+        returned); if the server still refuses logprobs, or the request fails, the cached ones stand."""
+        text_only = [key for key, reply in replies.items() if not reply.get("asked_logprobs", True)]
+        if not (self.use_logprobs and text_only):
+            return None
+        probe = text_only[0]
+        reply = self.ask(prompts[probe])
+        self.stats["requested"] += 1
+        if reply is None:
+            self.stats["failed"] += 1
+            return None
+        cache.put(probe, reply)
+        replies[probe] = reply
+        if reply["asked_logprobs"]:  # logprobs are offered now: the other text-only replies are asked anew
+            for key in text_only[1:]:
+                del replies[key]
+        return probe
+
+    def key(self, *parts: str) -> str:
+        """The reply cache key: the judge, its model, every request setting that changes a reply (max_tokens;
+        whether logprobs were asked is checked on the cached reply, reask_text_only) and the request's own parts."""
+        return cache_key(self.name, self.settings["model"], f"max_tokens={int(self.options['max_tokens'])}", *parts)
 
     def score_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
         jobs = []  # (row index, column, cache key, prompt)
         for i, row in enumerate(rows):
             question = question_text(row["messages"])
             for column, template in self.rubrics.items():
-                jobs.append((i, column, self.key(column, question, row["response"]),
+                jobs.append((i, column, self.key(column, self.rubrics[column], question, row["response"]),
                              fill(template, question, row["response"])))
         replies = self.replies([(key, prompt) for _, _, key, prompt in jobs])
 

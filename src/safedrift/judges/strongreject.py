@@ -36,7 +36,6 @@ import re
 import numpy as np
 
 from safedrift.judges.base import Judge, LocalModelJudge, local_model_schema, question_text
-from safedrift.judges.cache import cache_key
 from safedrift.judges.local_model import FirstTokenModel, normalised, word_token_ids
 from safedrift.judges.openai_compatible import ENDPOINT_SCHEMA, OpenAIJudge
 
@@ -206,8 +205,7 @@ class EndpointStrongReject(OpenAIJudge):
         requests = []
         for row in rows:
             question = question_text(row["messages"])
-            key = cache_key(self.name, self.settings["model"], "strongreject", SYSTEM, RUBRIC,
-                            str(self.options["max_tokens"]), question, row["response"])
+            key = self.key("strongreject", SYSTEM, RUBRIC, question, row["response"])
             requests.append((key, fill(RUBRIC, question, row["response"])))
         replies = self.replies(requests)
         parsed = np.array([parse_reply(replies[key]["content"]) if key in replies else (math.nan,) * 3
