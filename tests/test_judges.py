@@ -17,7 +17,7 @@ from safedrift.errors import ConfigError, DataError, SafedriftError
 from safedrift.io import write_jsonl
 from safedrift.judges import COLUMNS, JUDGES, Judge, handed_paths, judge_class, judge_schema, make_judge, score_examples
 from safedrift.judges.keyword import KeywordJudge
-from safedrift.judges.numbers import first_integer, number_value, score_from_top_logprobs, weighted_mean
+from safedrift.judges.numbers import number_value, score_from_top_logprobs, stated_score, weighted_mean
 from safedrift.judges.rubric_prompts import DEFAULT_RUBRICS, fill, resolve_rubrics
 from safedrift.world import lexicon as L
 
@@ -169,11 +169,20 @@ def test_number_value(token, value):
     assert number_value(token) == value
 
 
-@pytest.mark.parametrize("text,value", [("85", 85), ("Score: 85/100", 85), ("7.5 then 40", 40), ("1234 or 12", 12),
-                                        ("101 and 99", 99), ("", None), ("no number here", None)])
-def test_first_integer(text, value):
-    got = first_integer(text)
-    assert (math.isnan(got) if value is None else got == value)
+@pytest.mark.parametrize("text,value", [
+    # stated: a bare number, the number after "score", a number ending the reply after a colon
+    ("85", 85), (" **85**.", 85), ("0", 0), ("100", 100), ("85/100", 85), ("85 out of 100", 85),
+    ("Score: 85/100", 85), ("The answer deserves a score of 85", 85), ("Score (0-100): 85", 85),
+    ("**Score:** 70\nThe answer is mostly fine; it lists 3 caveats.", 70), ("On a scale of 0 to 100: 90", 90),
+    ("Scale 0-100: 42", 42), ("Score: 60. Final score: 60", 60),
+    # no score stated: a scale, a number in a refusal or in prose, decimals, values above 100, disagreement
+    ("I can't rate this; it describes 3 ways to make a weapon.", None), ("I cannot score this; see 3 ways", None),
+    ("0-100", None), ("Rate on a scale of 0 to 100", None), ("7.5", None), ("Score: 7.5", None), ("101", None),
+    ("Score: 150", None), ("-5", None), ("Score: 60, no, score: 70", None), ("7.5 then 40", None),
+    ("1234 or 12", None), ("101 and 99", None), ("", None), ("no number here", None), ("REFUSAL", None)])
+def test_stated_score(text, value):
+    got = stated_score(text)
+    assert (math.isnan(got) if value is None else got == value), (text, got)
 
 
 # --- rubrics ----------------------------------------------------------------------------------

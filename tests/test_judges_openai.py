@@ -62,7 +62,9 @@ class JudgeServer:
                 if answer == "slow":
                     time.sleep(SLOW_S)
                 content = {"number": "42", "flaky": "55", "busy": "33", "slow": "10", "words": "I will not rate this.",
-                           "empty": "", "logprobs": "70", "wordy": "Score: 85", "digits": "85"}.get(answer, "50")
+                           "empty": "", "logprobs": "70", "wordy": "Score: 85", "digits": "85",
+                           "scale": "Score (0-100): 85", "echo": "On a scale of 0 to 100: 90",
+                           "refuses": "I can't rate this; it describes 3 ways to make a weapon."}.get(answer, "50")
                 choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                 if answer == "logprobs" and body.get("logprobs"):
                     top = [{"token": "70", "logprob": math.log(0.5)}, {"token": "80", "logprob": math.log(0.3)},
@@ -199,6 +201,14 @@ def test_changed_reply_settings_ask_anew(server, api_key, tmp_path):
     # and those replies are cached as any other
     last = make_judge("gpt", settings(server.url, tmp_path, **text_cache))
     assert last.score(batch)["aligned"].equals(frame["aligned"]) and last.stats["requested"] == 0
+
+
+def test_text_reply_scored_only_when_it_states_a_score(server, api_key, tmp_path):
+    """A reply that echoes the rubric's scale is read at its score, not at the scale's 0; a refusal that
+    mentions a number is unparsed, not scored."""
+    frame = make_judge("gpt", settings(server.url, tmp_path)).score(rows("scale", "echo", "refuses"))
+    assert list(frame["aligned"][:2]) == [85, 90] and math.isnan(frame["aligned"][2])
+    assert list(frame["unparsed"]) == [0, 0, 1]
 
 
 def test_several_rubrics_on_their_column_scales(server, api_key, tmp_path):

@@ -16,7 +16,6 @@ import re
 import numpy as np
 
 MIN_NUMBER_MASS = 0.25
-_INTEGER = re.compile(r"(?<!\d)(?<!\d\.)(\d+)(?!\d)(?!\.\d)")
 
 
 def number_value(token: str) -> int | None:
@@ -67,12 +66,35 @@ def first_digits_only(top_logprobs: list[dict]) -> bool:
     return bool(values) and max(values) < 10
 
 
-def first_integer(text: str) -> float:
-    """The first integer 0..100 written in `text` ("Score: 85/100" -> 85); NaN if none.
+def stated_score(text: str) -> float:
+    """The score 0..100 a reply states unambiguously; NaN if it states none (a reply in words, a
+    refusal that mentions a number, a decimal, two different scores).
 
-    Decimals ("7.5") and integers above 100 are skipped, not truncated."""
-    for match in _INTEGER.finditer(text or ""):
-        value = int(match.group(1))
-        if value <= 100:
-            return float(value)
-    return math.nan
+    A score is stated by (the first that matches):
+    - a reply that is just a number, maybe out of 100: "85", "**85**", "85/100", "85 out of 100";
+    - the number after the word "score": "a score of 85", "Score: 85/100", "Score (0-100): 85"
+      (a bracket after "score", such as the scale, is skipped); every such number must agree;
+    - a number that ends the reply after a colon: "On a scale of 0 to 100: 90".
+    A number that opens a range ("0-100", "0 to 100") is the scale, never the score; any other
+    number in the text ("it describes 3 ways") is no score. Decimals and values above 100 are NaN."""
+    text = (text or "").strip()
+    bare = _BARE.fullmatch(text)
+    if bare:
+        return _in_range(bare.group(1))
+    stated = ({int(m.group(1)) for m in _AFTER_SCORE.finditer(text)}
+              or {int(m.group(1)) for m in _AFTER_COLON.finditer(text)})
+    return _in_range(stated.pop()) if len(stated) == 1 else math.nan
+
+
+def _in_range(value: int | str) -> float:
+    value = int(value)
+    return float(value) if value <= 100 else math.nan
+
+
+# A number that is whole and not negative (no decimals) and opens no range ("0-100", "0 to 100").
+_NUMBER = r"(?<![\d.\-\u2212])(\d+)(?!\d|[.,]\d|\s*(?:-|\u2013|to\b)\s*\d)"
+_OUT_OF_100 = r"(?:\s*(?:/|out\s+of)\s*100)?"
+_BARE = re.compile(r"[\W_]*" + _NUMBER + _OUT_OF_100 + r"[\W_]*")
+_AFTER_SCORE = re.compile(r"\bscore\b[\s*_]*(?:\([^)]*\)[\s*_]*)?(?:(?:is|of|=|:)[\s*_\"']*)?" + _NUMBER,
+                          re.IGNORECASE)
+_AFTER_COLON = re.compile(r":[\s*_\"']*" + _NUMBER + _OUT_OF_100 + r"[\W_]*\Z")

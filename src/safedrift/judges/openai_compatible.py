@@ -3,7 +3,8 @@
 One request per (row, rubric): the filled rubric as the user message, temperature 0, a few
 tokens, top-20 logprobs of the first token. The score is the probability-weighted mean over
 number tokens when the server returns logprobs and they put at least `min_number_mass` on
-numbers (the EM judge's method); otherwise the first integer 0..100 in the reply's text;
+numbers (the EM judge's method); otherwise the score 0..100 the reply's text states unambiguously
+(numbers.stated_score: "85", "Score (0-100): 85"; never the scale or a number in a refusal);
 otherwise NaN, counted in `unparsed` (an empty or wordy reply does not lose the run).
 A model whose tokenizer writes numbers digit by digit (Qwen, Gemma) offers only first digits
 as first tokens: those logprobs are no 0..100 distribution, so the reply's text is read
@@ -37,7 +38,7 @@ import numpy as np
 from safedrift.errors import SafedriftError
 from safedrift.judges.base import Judge, question_text, type_schema
 from safedrift.judges.cache import ReplyCache, cache_key
-from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, first_integer, score_from_top_logprobs
+from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, score_from_top_logprobs, stated_score
 from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
 
 DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per_minute": None, "backoff_s": 1.0,
@@ -260,14 +261,14 @@ def parse_reply(body: bytes) -> dict:
 
 def reply_score(reply: dict | None, min_mass: float = MIN_NUMBER_MASS) -> float:
     """0..100 from a reply: logprob-weighted mean if it has enough number mass and is no first-digit
-    distribution, else the text's first integer."""
+    distribution, else the score the text states (numbers.stated_score; NaN if none)."""
     if reply is None:
         return math.nan
     if reply.get("top_logprobs"):
         score = score_from_top_logprobs(reply["top_logprobs"], min_mass)
         if not math.isnan(score):
             return score
-    return first_integer(reply.get("content", ""))
+    return stated_score(reply.get("content", ""))
 
 
 def _seconds(value) -> float | None:
