@@ -5,6 +5,10 @@ for the free-form EM-style questions, as the emergent-misalignment papers do. Th
 JSONL is the per-run cache of generations: one row per (prompt, sample) with the exact
 prompt string, the decoding settings and the seed that produced it.
 
+Decoding uses exactly the settings the eval config states (decoding_config): none of the model's
+own generation_config.json (a checkpoint's repetition_penalty, top_k, min_p ... would otherwise
+apply under "greedy" and make two models in one study decode differently).
+
 Prefill rows (item.prefill_tokens = k, safedrift.data.attacks): the assistant turn starts with the
 first k tokens of item.prefill_answer (this model's tokenizer) and generation continues it
 (`continue_final_message`); the row's `response` is prefix + continuation, `prefill` the prefix and
@@ -17,6 +21,7 @@ import argparse
 import json
 import time
 import zlib
+from contextlib import contextmanager
 
 import torch
 
@@ -47,14 +52,12 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     for b, start in enumerate(range(0, len(order), batch_size)):
         idx = order[start:start + batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        config = decoding_config(tokenizer, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature, top_p=top_p)
         if do_sample:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
             torch.manual_seed(_batch_seed(seed, tag, b))
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        tokens = model.generate(**enc, **kwargs)
+        with only_config(model, config):
+            tokens = model.generate(**enc, generation_config=config)
         width = enc["input_ids"].shape[1]
         texts = tokenizer.batch_decode(tokens[:, width:], skip_special_tokens=True)
         if in_context:
@@ -62,6 +65,38 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
         for i, text in zip(idx, texts):
             out[i] = text.rstrip() if in_context else text.strip()
     return out
+
+
+def decoding_config(tokenizer, *, max_new_tokens: int, do_sample: bool, temperature: float = 1.0,
+                    top_p: float = 1.0) -> GenerationConfig:
+    """Greedy, or sampling at `temperature` and `top_p` (no top-k), up to `max_new_tokens`, stopping at the
+    tokenizer's EOS and padding with its pad token. Every other setting is left unset, so that generate()
+    applies transformers' neutral defaults (repetition_penalty 1, no top-k for greedy ...) once the
+    model's own generation_config is out of the way (only_config)."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=tokenizer.eos_token_id, use_cache=True)
+    if do_sample:
+        config.update(temperature=temperature, top_p=top_p, top_k=0)
+    return config
+
+
+@contextmanager
+def only_config(model, config: GenerationConfig):
+    """Within the block, `config` stands in for the model's own generation_config: generate() fills the
+    settings a passed config leaves unset from the model's generation_config, so swapping it is the one
+    way to keep a checkpoint's sampling and penalty settings out. The transformers model is found inside a
+    PEFT wrapper; its BOS id is kept."""
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = hf_model.generation_config
+    if config.bos_token_id is None and own is not None:
+        config.bos_token_id = own.bos_token_id
+    hf_model.generation_config = config
+    try:
+        yield
+    finally:
+        hf_model.generation_config = own
 
 
 def decode_after_prompt(tokenizer, row, prompt_length: int, alone: str) -> str:
