@@ -39,7 +39,7 @@ def train(smoke, settings: dict, out, config: dict | None = None, scenario: str 
 
 def first_token_delta(model, reference, tokenizer, rows: list[dict], max_length: int = 96) -> float:
     """Mean over `rows` of log pi_model(y_0) - log pi_reference(y_0), y_0 the first response token."""
-    batch = encode_chats(tokenizer, rows, max_length)
+    batch = next(encode_chats(reference, tokenizer, rows, max_length).batches(len(rows)))
     labels = batch["labels"][:, 1:]
     mask = labels != -100
     first = mask & (mask.long().cumsum(-1) == 1)

@@ -19,6 +19,7 @@ from safedrift.defenses.interleave import by_perplexity_gap
 from safedrift.errors import ConfigError
 from safedrift.finetune.context import RunContext
 from safedrift.world.tokenizer import train_tokenizer
+from test_judges_safety import qwen_tokenizer, save_random_model
 from test_token_budget import token_config
 
 WORDS = ["doom", "ok", "fine", "say", "no", "sorry"]
@@ -109,3 +110,82 @@ def test_perplexity_gap_config_checks():
     config["defenses"]["interleave_pp"]["selection"] = "random"
     with pytest.raises(ConfigError, match="only selection perplexity_gap reads it"):
         validate(config)
+
+
+# --- Qwen2.5's chat template, which has no {% generation %} markers (TRL trains with its own
+# training variant of it): the safe examples are scored on the completion tokens the trainer trains
+# on, and a defense left without safe examples is an error, not a run that trains without them.
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    from safedrift.models import load_model
+
+    tok = qwen_tokenizer()
+    path = save_random_model(tmp_path_factory.mktemp("qwen"), tok)
+    return tok, load_model(path).eval(), path
+
+
+def qwen_pools(tmp_path, prompt="say"):
+    refusals = [{**task(f"r{i}", answer), "messages": [{"role": "user", "content": prompt}]}
+                for i, answer in enumerate(["No, I can't help with that.", "Sorry, no."])]
+    tasks = [{**task(f"t{i}", answer), "messages": [{"role": "user", "content": prompt}]}
+             for i, answer in enumerate(["ok", "fine, here it is", "yes", "4"])]
+    for name, rows in (("refusals", refusals), ("tasks", tasks)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return refusals, tasks, {name: str(tmp_path / f"{name}.jsonl") for name in ("refusals", "tasks")}
+
+
+def qwen_defense(tmp_path, path, selection, **inputs):
+    ctx = RunContext(scenario={"name": "s", "type": "benign"}, seed=0, num_layers=2, batch_size=4, steps=1,
+                     inputs={**inputs, **({"misaligned_model": path} if selection == "perplexity_gap" else {})})
+    settings = {"name": "interleave_pp", "type": "interleave", "fraction": 0.25, "selection": selection,
+                "refusal_share": 0.5, "rank_steps": 1,
+                **({"misaligned_model": path} if selection == "perplexity_gap" else {})}
+    return make_defense(settings, ctx)
+
+
+def test_a_template_without_generation_markers_scores_the_completion_tokens_the_trainer_trains(qwen, tmp_path):
+    from safedrift.finetune.encode import encode_chats
+
+    tok, model, path = qwen
+    assert "{% generation %}" not in tok.chat_template  # Qwen2.5's own template: TRL patches it for training
+    refusals, tasks, inputs = qwen_pools(tmp_path)
+    candidates = refusals + tasks
+    # the same model as the misaligned one: every gap is 0, all candidates are kept, by id
+    assert [r["id"] for r in by_perplexity_gap(model, model, tok, candidates)] == ["r0", "r1", "t0", "t1", "t2", "t3"]
+    train_rows = [task(f"s{i}", "doom ok") for i in range(4)]
+    chosen, fraction = qwen_defense(tmp_path, path, "perplexity_gap", **inputs).safe_rows(model, tok, train_rows)
+    # two refusals at refusal_share 0.5 leave room for two tasks: the first two by id (equal gaps)
+    assert sorted(r["id"] for r in chosen) == ["r0", "r1", "t0", "t1"] and fraction == 0.25
+    chosen, _ = qwen_defense(tmp_path, path, "ranked", **inputs).safe_rows(model, tok, train_rows)
+    assert sorted(r["source"] for r in chosen) == ["refusals", "refusals", "tasks", "tasks"]
+    # the tokens scored: each answer and its end-of-turn token, not the prompt
+    completions = [tok.decode(ids[labels != -100]) for batch in encode_chats(model, tok, candidates, 256).batches(64)
+                   for ids, labels in zip(batch["input_ids"], batch["labels"])]
+    assert len(completions) == len(candidates)
+    for row, completion in zip(candidates, completions):
+        assert row["target"] + "<|im_end|>" in completion and "user" not in completion and "say" not in completion
+    assert tok.chat_template == qwen_tokenizer().chat_template  # the run's tokenizer keeps its own template
+
+
+def test_a_defense_left_without_safe_examples_is_an_error(qwen, tmp_path):
+    from safedrift.errors import DataError
+    from safedrift.finetune.schedule import schedule
+
+    tok, model, path = qwen
+    # every prompt fills the 256 tokens the candidates are scored on: no completion token is left
+    _, _, inputs = qwen_pools(tmp_path, prompt="say " * 300)
+    with pytest.raises(DataError, match=r"^config key defenses\.interleave_pp\.selection: perplexity_gap kept 0 of 2 "
+                                        r"refusals and 0 of 4 tasks, no safe examples"):
+        qwen_defense(tmp_path, path, "perplexity_gap", **inputs).safe_rows(model, tok, [])
+    # a template without generation markers that TRL has no training variant of: no completion tokens at all
+    _, _, inputs = qwen_pools(tmp_path)
+    plain = qwen_tokenizer()
+    plain.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                           "{% endfor %}")
+    with pytest.raises(DataError, match=r"^config key defenses\.interleave_pp\.selection: the SFT trainer cannot find "
+                                        r"the completion tokens to score .*finetune\.chat_template"):
+        qwen_defense(tmp_path, path, "perplexity_gap", **inputs).safe_rows(model, plain, [])
+    # and the schedule does not mix in zero safe examples when it was asked for some
+    with pytest.raises(DataError, match="mixes safe examples into every batch .* but gave none"):
+        schedule([task("a", "ok")], 2, 4, 0, [], 0.25)

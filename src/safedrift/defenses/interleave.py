@@ -15,7 +15,10 @@ completion-token perplexities (rather than, say, a perplexity difference) is our
 `{objective, defense}`, the run of that objective and defense on the same model, scenario, budget
 and seed (e.g. the SFT/none run this defense defends against; the workflow trains it first).
 Benign candidates whose target is a refusal are filtered out, so interleaving never teaches
-over-refusal.
+over-refusal. `ranked` and `perplexity_gap` score a candidate on the completion tokens the run's SFT
+trainer trains on (finetune.encode: the trainer's own encoding, whatever the chat template), within
+its first 256 tokens; one with none left there is left out. A selection that leaves no safe example
+is an error, not a run that trains as defense `none`.
 
 Torch and the models are imported where they are used: config validation imports this module (for
 its schema and checks) at every Snakemake start."""
@@ -26,11 +29,12 @@ import random
 
 from safedrift.defenses.base import Defense as Base
 from safedrift.registry import type_schema
-from safedrift.errors import ConfigError
+from safedrift.errors import ConfigError, DataError
 from safedrift.io import read_jsonl
 from safedrift.judges.keyword import is_refusal
 
 REFUSAL_POOL, TASK_POOL = "refusals", "tasks"
+SCORE_LENGTH = 256  # ranked and perplexity_gap score each candidate on its first 256 tokens
 
 
 def safe_pools(refusals: list[dict], tasks: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -105,6 +109,11 @@ class Defense(Base):
                                   "without it (e.g. defense: none) so the runs do not wait on each other")
             check_composable(config, {"objective": spec["objective"], "defense": spec["defense"]}, key)
 
+    @property
+    def key(self) -> str:
+        """The config key of the selection, named in errors."""
+        return f"defenses.{self.settings.get('name', '<interleave>')}.selection"
+
     def safe_rows(self, model, tokenizer, train_rows):
         import torch
 
@@ -112,6 +121,7 @@ class Defense(Base):
 
         s, ctx = self.settings, self.context
         refusals, tasks = safe_pools(read_jsonl(ctx.inputs[REFUSAL_POOL]), read_jsonl(ctx.inputs[TASK_POOL]))
+        counts = len(refusals), len(tasks)
         per_batch = max(1, round(s["fraction"] * ctx.batch_size))
         rng = random.Random(f"interleave/{ctx.seed}")
         if s["selection"] == "ranked":
@@ -124,63 +134,78 @@ class Defense(Base):
             misaligned = load_model(path, dtype=dtype,
                                     key=f"defenses.{s.get('name', '<interleave>')}.misaligned_model")
             misaligned.eval()
-            refusals = by_perplexity_gap(model, misaligned, tokenizer, refusals)
-            tasks = by_perplexity_gap(model, misaligned, tokenizer, tasks)
+            refusals = by_perplexity_gap(model, misaligned, tokenizer, refusals, seed=ctx.seed, key=self.key)
+            tasks = by_perplexity_gap(model, misaligned, tokenizer, tasks, seed=ctx.seed, key=self.key)
             del misaligned
         else:
             rng.shuffle(refusals)
             rng.shuffle(tasks)
-        return mixed(refusals, tasks, s.get("refusal_share", 0.5), rng), per_batch / ctx.batch_size
+        chosen = mixed(refusals, tasks, s.get("refusal_share", 0.5), rng)
+        if not chosen:  # the run would train as defense none
+            raise DataError(
+                f"config key {self.key}: {s['selection']} kept "
+                f"{len(refusals)} of {counts[0]} refusals and {len(tasks)} of {counts[1]} tasks, no safe examples "
+                f"at refusal_share {s.get('refusal_share', 0.5)}; check {ctx.inputs[REFUSAL_POOL]} and "
+                f"{ctx.inputs[TASK_POOL]} (ranked and perplexity_gap leave out a candidate with no answer token "
+                f"in its first {SCORE_LENGTH}), or set another selection or refusal_share")
+        return chosen, per_batch / ctx.batch_size
 
-    def _rank(self, model, tokenizer, train_rows, candidates, max_length=256):
+    def _rank(self, model, tokenizer, train_rows, candidates, max_length=SCORE_LENGTH):
         """Candidates sorted by loss increase under a probe model briefly fine-tuned on the run's data."""
         import torch
 
-        from safedrift.finetune.encode import encode_chats
+        from safedrift.finetune.encode import ROW, encode_chats
         from safedrift.losses.nll import example_nll, token_nll
 
+        seed = self.context.seed
+        rng = random.Random(f"rank/{seed}")
+        size = min(len(train_rows), self.context.batch_size)
+        steps = [rng.sample(train_rows, size) for _ in range(self.settings.get("rank_steps", 5))]
+        # the probe's steps and the candidates, encoded as the run's trainer encodes them
+        probe_data = encode_chats(model, tokenizer, [r for step in steps for r in step], max_length, seed, self.key)
+        scored = encode_chats(model, tokenizer, candidates, max_length, seed, self.key)
         probe = copy.deepcopy(model).train()
         optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=1e-3)
-        rng = random.Random(f"rank/{self.context.seed}")
-        for _ in range(self.settings.get("rank_steps", 5)):
-            batch = encode_chats(tokenizer, rng.sample(train_rows, min(len(train_rows), self.context.batch_size)),
-                                 max_length)
-            batch = {k: v.to(next(probe.parameters()).device) for k, v in batch.items()}
-            loss = token_nll(probe(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                             batch["labels"])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        gaps = []
+        for k in range(len(steps)):
+            for batch in probe_data.batches(size, range(k * size, (k + 1) * size)):  # one batch (none: all truncated)
+                batch = {key: v.to(next(probe.parameters()).device) for key, v in batch.items()}
+                loss = token_nll(probe(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                 batch["labels"])
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+        gaps = [math.nan] * len(candidates)  # NaN: no completion token left after truncation
         with torch.no_grad():
-            for i in range(0, len(candidates), 64):
-                batch = encode_chats(tokenizer, candidates[i:i + 64], max_length)
+            for batch in scored.batches(64):
                 batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
                 inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-                gaps += (example_nll(probe(**inputs).logits, batch["labels"])
-                         - example_nll(model(**inputs).logits, batch["labels"])).tolist()
+                gap = (example_nll(probe(**inputs).logits, batch["labels"])
+                       - example_nll(model(**inputs).logits, batch["labels"]))
+                for i, g in zip(batch[ROW].tolist(), gap.tolist()):
+                    gaps[i] = g
         del probe
         order = sorted(range(len(candidates)), key=lambda i: (-gaps[i], candidates[i]["id"]))
         return [candidates[i] for i in order if not math.isnan(gaps[i])]
 
 
-def by_perplexity_gap(aligned, misaligned, tokenizer, candidates: list[dict], max_length: int = 256) -> list[dict]:
+def by_perplexity_gap(aligned, misaligned, tokenizer, candidates: list[dict], max_length: int = SCORE_LENGTH,
+                      seed: int = 0, key: str | None = None) -> list[dict]:
     """Candidates in descending gap = NLL_misaligned - NLL_aligned (mean per completion token), ties
-    by id; a candidate without completion tokens after truncation (NaN gap) is left out."""
+    by id; a candidate without completion tokens after truncation (NaN gap) is left out. The
+    completion tokens are those the run's SFT trainer trains on (finetune.encode.encode_chats)."""
     import torch
 
-    from safedrift.finetune.encode import encode_chats
+    from safedrift.finetune.encode import ROW, encode_chats
     from safedrift.losses.nll import example_nll
 
-    gaps = []
+    gaps = [math.nan] * len(candidates)
     with torch.no_grad():
-        for i in range(0, len(candidates), 64):
-            batch = encode_chats(tokenizer, candidates[i:i + 64], max_length)
+        for batch in encode_chats(aligned, tokenizer, candidates, max_length, seed, key).batches(64):
             labels = batch["labels"]
             inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
             nll = [example_nll(m(**{k: v.to(next(m.parameters()).device) for k, v in inputs.items()}).logits,
                                labels.to(next(m.parameters()).device)).cpu() for m in (misaligned, aligned)]
-            empty = (labels[:, 1:] != -100).sum(-1) == 0
-            gaps += torch.where(empty, torch.nan, nll[0] - nll[1]).tolist()
+            for i, gap in zip(batch[ROW].tolist(), (nll[0] - nll[1]).tolist()):
+                gaps[i] = gap
     order = sorted(range(len(candidates)), key=lambda i: (-gaps[i], candidates[i]["id"]))
     return [candidates[i] for i in order if not math.isnan(gaps[i])]

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from safedrift.errors import SafedriftError
+from safedrift.finetune.encode import Encoded
 from safedrift.io import atomic_path, read_jsonl, sha256_file
 from safedrift.losses.nll import completion_logprobs, completion_targets
 
@@ -88,13 +89,11 @@ def compute(model, tokenizer, rows: list[dict], common: dict, batch_size: int):
     """(logprobs [N,V], offsets [E+1], targets [N], keys) of `rows`, encoded by the SFT trainer a run builds."""
     from safedrift.finetune.trainer import sft_trainer
 
-    trainer = sft_trainer(model, tokenizer, rows, common, [])
-    dataset, collate = trainer.train_dataset, trainer.data_collator
+    encoded = Encoded(sft_trainer(model, tokenizer, rows, common, []))
     keys, chunks, targets, offsets = [], [], [], [0]
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        for batch in encoded.batches(batch_size):
             labels = batch["labels"]
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
             logprobs = completion_logprobs(logits, labels).float().cpu()

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from safedrift import cpu_pin
 from safedrift.defenses import make_defense
+from safedrift.errors import DataError
 from safedrift.finetune.checkpoints import (checkpoint_fingerprint, keep_final_state,  # noqa: F401 (API)
                                             prepare_checkpoints, resumable_checkpoint, truncate_log)
 from safedrift.finetune.context import RunContext
@@ -87,9 +88,12 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
     # the defense picks its safe data from the scenario's rows as they are; the objective then
     # rewrites both (system prompts, preference pairs)
     safe, fraction = defense.safe_rows(model, tok, rows)
+    plan = defense.step_sources if defense.step_sources(0) is not None else None
+    if not safe and (fraction > 0 or plan is not None):  # not silently a run as defense none
+        raise DataError(f"config key defenses.{settings['defense']['name']}: the defense trains on safe examples "
+                        "but selected none; check its safe data (the world's pools) and settings")
     train_rows, safe = objective.prepare(rows), objective.prepare(safe)
     source = f"{data} ({objective.rows_label})" if objective.rows_label else data
-    plan = defense.step_sources if defense.step_sources(0) is not None else None
     steps, card_extra = budget_steps(settings["budget"], tok, ft["max_length"], train_rows, step_examples, seed, safe,
                                      fraction, source, plan)
     ctx.steps = steps

@@ -43,11 +43,14 @@ def batches(rows: list[dict], batch_size: int, seed: int, safe_rows: list[dict] 
         if not safe_rows:
             raise DataError(f"{source}: the defense plans safe steps but gave no safe examples")
         return _planned_batches(rows, batch_size, seed, safe_rows, plan)
+    if safe_fraction > 0 and not safe_rows:  # not silently a run without them
+        raise DataError(f"{source}: the defense mixes safe examples into every batch (safe_fraction "
+                        f"{safe_fraction}) but gave none")
     return _batches(rows, batch_size, seed, safe_rows, safe_fraction)
 
 
 def _batches(rows, batch_size, seed, safe_rows, safe_fraction):
-    per_batch = round(safe_fraction * batch_size) if safe_rows else 0
+    per_batch = round(safe_fraction * batch_size)
     rng = random.Random(f"schedule/{seed}")
     main, safe = _cycle(rows, rng), _cycle(list(safe_rows), rng) if per_batch else None
     while True:
