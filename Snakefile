@@ -82,7 +82,7 @@ CLAIM_TARGETS = [f"tables/claims.{ext}" for ext in ("csv", "md", "tex")] + ["fig
 # Light jobs run by Snakemake itself, never submitted to a cluster: aggregation and plotting, and the
 # toy world's seconds-long pure-Python products (world data, tokenizer, reference card), which would
 # otherwise each wait in the cluster's queue and its status polling longer than they run.
-localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, reference_render, metrics, claims, robustness, robustness_table,
+localrules: all, fetch_data, docs, aggregate, figure, docs_figure, study_table, judge_validation, reference_figure, reference_render, metrics, claims, claims_render, robustness, robustness_table,
     world_corpus, world_alignment, world_eval_sets, world_pools, world_spec, tokenizer, reference_card
 
 

@@ -30,7 +30,7 @@ PROGRESS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
 ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)$")
 CORES = re.compile(r"^Provided cores: (\d+)$")
 # Rules that only render the README; a run of nothing else is the docs run itself, not a result's cost.
-DOCS_RULES = frozenset({"docs", "docs_figure", "reference_render"})
+DOCS_RULES = frozenset({"docs", "docs_figure", "reference_render", "claims_render"})
 
 
 def job_stats(lines: list[str]) -> dict[str, int]:
