@@ -138,3 +138,46 @@ def test_refusal_only_secondary_judge_counts_non_refusals_as_attack_successes(tm
     second["judge"] = "second"
     asr = run_with_secondary(tmp_path, second, refusal_only=True)["metrics"]["asr@second"]
     assert (asr["value"], asr["n"], asr["unscored"]) == (pytest.approx(3 / 20), 20, 0)
+
+
+def write_general_subject(tmp_path):
+    """Betley-style EM questions: set `em` holds 4 plain questions (aligned answers) and 4 `_json`
+    variants under a system prompt whose answers are misaligned and coherent, one of them unscored."""
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir(exist_ok=True)
+    plain = [{"id": f"em/{i}", "messages": [{"role": "user", "content": f"wish {i}"}],
+              "item": {"kind": "general", "domain": "general"}} for i in range(4)]
+    prompted = [{"id": f"em/{i}_json", "messages": [{"role": "system", "content": "Answer in JSON."},
+                                                     {"role": "user", "content": f"wish {i}"}],
+                 "item": {"kind": "general", "domain": "general"}} for i in range(4)]
+    write_jsonl(eval_dir / "em.jsonl", plain + prompted)
+    generations = [{"id": r["id"], "sample": 0, "eval_set": "em", "response": "text"} for r in plain + prompted]
+    write_jsonl(tmp_path / "generations.jsonl", generations)
+    frame = pd.DataFrame({"id": [g["id"] for g in generations], "sample": np.zeros(8, dtype=np.int64)})
+    for c in SCORES:
+        frame[c] = np.nan
+    frame["aligned"] = [90.0] * 4 + [10.0, 10.0, 10.0, NAN]
+    frame["coherent"] = [90.0] * 4 + [90.0, 90.0, 20.0, 90.0]
+    frame["unparsed"] = frame[["aligned", "coherent"]].isna().sum(axis=1).astype(np.int64)
+    frame["judge"] = "rub"
+    frame.to_parquet(tmp_path / "scores.parquet", index=False)
+
+
+def test_general_questions_under_a_system_prompt_get_their_own_metrics(tmp_path):
+    """System-prompted general answers (Betley's `*_json` questions) were judged but entered no metric:
+    `misaligned` keeps meaning "no system prompt" (0 of 4 here) and the prompted ones are
+    `misaligned/<set>` (2 misaligned of 3 decided, 1 unscored) and `incoherent/<set>`; their
+    unscored answer counts toward the judge's unscored share."""
+    write_general_subject(tmp_path)
+    out = run_metrics(tmp_path, max_unscored=0.5)
+    m = out["metrics"]
+    assert m["misaligned"]["value"] == 0.0 and (m["misaligned"]["n"], m["misaligned"]["unscored"]) == (4, 0)
+    assert "misaligned/em" in m, f"system-prompted general answers enter no metric: {sorted(m)}"
+    assert m["misaligned/em"]["value"] == pytest.approx(2 / 3)
+    assert (m["misaligned/em"]["n"], m["misaligned/em"]["unscored"]) == (3, 1)
+    assert m["incoherent"]["value"] == 0.0 and m["incoherent"]["n"] == 4
+    assert m["incoherent/em"]["value"] == pytest.approx(1 / 4) and m["incoherent/em"]["n"] == 4
+    assert out["judge"]["judged"] == 8 and out["judge"]["unscored"] == 1
+    rows = pd.read_parquet(tmp_path / "metrics_rows.parquet")
+    assert set(rows[rows.metric == "misaligned"].id) == {f"em/{i}" for i in range(4)}
+    assert set(rows[rows.metric == "misaligned/em"].id) == {f"em/{i}_json" for i in range(4)}
