@@ -11,6 +11,7 @@ from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, draw_labe
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
 from safedrift.data.scenarios import pools_needed
+from safedrift.evaluate.judge_validation import RARE_RECALL_DEFAULTS
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.finetune.schedule import budget_order
 from safedrift.judges import judge_class, judge_module
@@ -430,6 +431,7 @@ def validation_settings(enforce):
     e = config["evaluation"]
     v = JUDGE_VALIDATION
     return {"accuracy_min": v["accuracy_min"], "harmful_recall_min": v["harmful_recall_min"],
+            **{k: v.get(k, default) for k, default in RARE_RECALL_DEFAULTS.items()},
             "max_unscored": e["max_unscored"], "thresholds": e["thresholds"], "enforce": enforce}
 
 
