@@ -145,7 +145,63 @@ BAD_CONFIGS = [
     ("robustness retrains the default training",
      lambda c: c.update(robustness={"training_seeds": [c["pretrain"]["seed"]]}),
      "config key robustness.training_seeds.0: 0 is pretrain.seed and align.seed, the default training"),
+    # a claim's metric no run can write: reported "not run" only after the whole study had run
+    ("claim metric misspelt", lambda c: first_test(c).update(metric="asrr"),
+     "config key claims.harmful_collapse.tests.0.metric: 'asrr' is no metric the evaluation writes (known: asr, "),
+    ("claim metric misspelt in a list", lambda c: first_test(c).update(metric=["asr", "misalinged"]),
+     "config key claims.harmful_collapse.tests.0.metric.1: 'misalinged' is no metric the evaluation writes"),
+    ("claim metric of an unknown family", lambda c: first_test(c).update(metric="refusal/harmful_heldout_objects"),
+     "config key claims.harmful_collapse.tests.0.metric: 'refusal/harmful_heldout_objects' is no metric"),
+    ("claim asr of an eval set no model has", lambda c: first_test(c).update(metric="asr/harmful_heldout_object"),
+     "config key claims.harmful_collapse.tests.0.metric: 'asr/harmful_heldout_object': no eval set "
+     "'harmful_heldout_object' (asr/<eval set>; known sets: "),
+    ("claim jailbreak family that does not exist", lambda c: first_test(c).update(metric="jailbreak_asr/rolepaly"),
+     "config key claims.harmful_collapse.tests.0.metric: 'jailbreak_asr/rolepaly': no jailbreak family 'rolepaly'"),
+    ("claim prefill length without k", lambda c: first_test(c).update(metric="prefill_asr/5"),
+     "config key claims.harmful_collapse.tests.0.metric: 'prefill_asr/5': the prefill length is k<tokens>"),
+    ("claim metric of a judge that is not secondary", lambda c: first_test(c).update(metric="asr@keywrd"),
+     "config key claims.harmful_collapse.tests.0.metric: 'asr@keywrd': 'keywrd' is not a secondary judge "
+     "(judge.secondary: keyword)"),
+    ("claim metric a secondary judge does not add", lambda c: first_test(c).update(metric="misaligned@keyword"),
+     "config key claims.harmful_collapse.tests.0.metric: 'misaligned@keyword': a secondary judge adds asr@keyword "
+     "and over_refusal@keyword only"),
+    ("claim on persona_drift (not in the metric rows)", lambda c: first_test(c).update(metric="persona_drift"),
+     "config key claims.harmful_collapse.tests.0.metric: 'persona_drift' is computed by the tables, not written into "
+     "the metric rows a claim tests; test persona_projection with stat: difference and versus: reference"),
+    ("versus on a range test (the range spanned the reference too)",
+     lambda c: c["claims"]["harmful_collapse"]["tests"].append(
+         {"stat": "range", "metric": "asr", "cell": {**first_test(c)["cell"], "objective": ["sft", "dpo"]},
+          "versus": "reference", "at_most": 0.1}),
+     "config key claims.harmful_collapse.tests.1.versus: a range test compares with nothing (the range would span "
+     "the compared cell too); drop versus, or use stat: difference or ratio"),
+    ("versus on a value test (ignored, yet its runs were needed)",
+     lambda c: c["claims"]["harmful_collapse"]["tests"].append(
+         {"stat": "value", "metric": "asr", "cell": first_test(c)["cell"], "versus": {"defense": "kl"}, "at_most": 0.1}),
+     "config key claims.harmful_collapse.tests.1.versus: a value test compares with nothing (it would be ignored, yet "
+     "its cell's runs would be needed)"),
+    # a layer the toy model does not have: an IndexError mid-job, after pretrain and align
+    ("persona layer beyond the toy's layers", lambda c: c["risk"]["persona"].update(layer=99),
+     "config key risk.persona.layer: 99 is not a layer of model 'toy' (hidden states 0..2: 0 the embeddings, i the "
+     "output of decoder layer i; toy_model.num_layers is 2); pick one in 0..2"),
+    ("ldifs layer beyond the toy's layers", lambda c: c["defenses"]["ldifs"].update(layers=[1, 7]),
+     "config key defenses.ldifs.layers.1: 7 is not a layer of model 'toy' (hidden states 0..2"),
+    ("steering layer beyond the toy's layers", lambda c: c["defenses"]["steering"].update(layer=9),
+     "config key defenses.steering.layer: 9 is not a layer of model 'toy' (steering adds to the output of a decoder "
+     "layer, 1..2; toy_model.num_layers is 2); pick one in 1..2"),
+    ("steering layer 0 (the embeddings)", lambda c: c["defenses"]["steering"].update(layer=0),
+     "config key defenses.steering.layer: 0 is not a layer of model 'toy' (steering adds to the output of a decoder"),
+    ("steering on the persona layer 0 by default", lambda c: c["risk"]["persona"].update(layer=0),
+     "config key defenses.steering.layer: unset, so risk.persona.layer 0 (the embeddings), but steering adds to the "
+     "output of a decoder layer (1..2 of model 'toy'); set layer in 1..2"),
+    ("LoRA target module the toy model lacks",
+     lambda c: c["models"]["toy"]["finetune"].update(method="lora", lora={"r": 4, "target_modules": ["q_proj", "qq_proj"]}),
+     "config key models.toy.finetune.lora.target_modules.1: the toy model has no linear or embedding module 'qq_proj'"),
 ]
+
+
+def first_test(config: dict) -> dict:
+    """The smoke config's first claim test (harmful_collapse: difference of asr vs the reference)."""
+    return config["claims"]["harmful_collapse"]["tests"][0]
 
 
 @pytest.mark.parametrize("edit, expected", [(e, x) for _, e, x in BAD_CONFIGS], ids=[w for w, _, _ in BAD_CONFIGS])
@@ -197,6 +253,103 @@ def test_a_real_model_in_no_study_needs_no_data(smoke_config):
     assert validate(config) is config
 
 
+# --- claims name metrics the evaluation writes --------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["asr", "persona_projection", "probe_auroc", "critic_recall", "asr/harmful_identity",
+                                    "jailbreak_asr/roleplay", "jailbreak_asr/dan", "prefill_asr/k5",
+                                    "narrow_misaligned/coding", "trait_endorsement/psychopathy", "asr@keyword",
+                                    "over_refusal@keyword", "jailbreak_asr_heldout"])
+def test_a_claim_metric_some_eval_set_can_write_validates(smoke_config, metric):
+    """Only names no eval set could produce are rejected: the real-model configs keep config.yaml's claims,
+    and a test on a metric their eval sets lack (asr/harmful_identity) is reported "not run" by design."""
+    config = copy.deepcopy(smoke_config)
+    first_test(config).update(metric=metric)
+    assert validate(config) is config
+
+
+def test_the_claim_metrics_are_the_ones_evaluate_metrics_writes():
+    """safedrift.config's names (it cannot import evaluate.metrics: every stage imports config.py, and
+    its source closure, a code input of every rule, would grow) against the metric rows that
+    evaluate.metrics writes for responses of every kind."""
+    import pandas as pd
+
+    from safedrift.config import CLAIM_METRIC_FAMILIES, CLAIM_METRICS, SECONDARY_METRICS
+    from safedrift.evaluate.metrics import metric_rows
+    from safedrift.report.claims import MODEL_METRICS
+
+    def row(kind, eval_set, system=False, harmful=False, family=None, heldout=None, prefill=None, domain=None,
+            item=None):
+        return {"kind": kind, "eval_set": eval_set, "has_system": system, "harmful_request": harmful, "family": family,
+                "family_heldout": heldout, "prefill_tokens": prefill, "domain": domain,
+                "item": {"kind": kind, "answer": "4", **(item or {})}, "response": "yes 4", "harmful": 1.0,
+                "refusal": 0.0, "aligned": 10.0, "coherent": 90.0, "insecure": 1.0, "persona_projection": 0.5}
+
+    rows = [row("request", "harmful_x", harmful=True), row("request", "harmful_identity", system=True, harmful=True),
+            row("request", "jailbreak", harmful=True, family="roleplay", heldout=False),
+            row("request", "jailbreak", harmful=True, family="grandma", heldout=True),
+            row("request", "prefill_x", harmful=True, prefill=5), row("request", "benign"), row("task", "tasks"),
+            row("new_task", "new_task"), row("general", "general"), row("code", "narrow_coding", domain="coding"),
+            row("trait", "traits"), row("trait_item", "persona", item={"trait": "evil", "matching": "yes"})]
+    frame = pd.DataFrame([{"id": f"p/{i}", "sample": 0, **r} for i, r in enumerate(rows)])
+    names = {r["metric"] for r in metric_rows(frame, {"misaligned_below": 30, "coherent_above": 50,
+                                                      "incoherent_below": 50})}
+    assert {n for n in names if "/" not in n} | MODEL_METRICS == set(CLAIM_METRICS)
+    assert {n.split("/")[0] for n in names if "/" in n} == set(CLAIM_METRIC_FAMILIES)
+    # a secondary judge's rows: metrics.main keeps these of its metric_rows, renamed <metric>@<judge>
+    source = (ROOT / "src/safedrift/evaluate/metrics.py").read_text()
+    assert 'if r["metric"] in ("asr", "over_refusal"):' in source and SECONDARY_METRICS == ("asr", "over_refusal")
+
+
+# --- layers and modules the model has ------------------------------------------------------------
+
+def test_layers_of_a_local_hf_model_are_read_from_its_config_json(smoke_config, tmp_path):
+    (tmp_path / "local-model").mkdir()
+    (tmp_path / "local-model" / "config.json").write_text('{"num_hidden_layers": 4}')
+    config = add_hf_model(copy.deepcopy(smoke_config), path="local-model")
+    config["toy_model"]["num_layers"] = 8
+    config["defenses"]["ldifs"]["layers"] = [2, 4]
+    config["defenses"]["steering"]["layer"] = 4
+    assert check_paths(validate(config), tmp_path) is config
+    config["risk"]["persona"]["layer"] = 5
+    assert bad_paths(config, tmp_path) == (
+        "config key risk.persona.layer: 5 is not a layer of model 'big' (hidden states 0..4: 0 the embeddings, i the "
+        "output of decoder layer i; num_hidden_layers in local-model/config.json is 4); pick one in 0..4")
+    config["risk"]["persona"]["layer"] = 2
+    config["defenses"]["ldifs"]["layers"] = [2, 6]
+    assert bad_paths(config, tmp_path).startswith("config key defenses.ldifs.layers.1: 6 is not a layer of model 'big'")
+    config["defenses"]["ldifs"]["layers"] = None
+    config["defenses"]["steering"]["layer"] = 7
+    assert bad_paths(config, tmp_path).startswith("config key defenses.steering.layer: 7 is not a layer of model 'big' "
+                                                  "(steering adds to the output of a decoder layer, 1..4")
+    # a hub id's layers are not known before it is downloaded: not checked
+    config["models"]["big"]["path"] = "org/instruct-model"
+    assert check_paths(validate(config), tmp_path) is config
+
+
+def test_a_defense_layer_is_checked_on_the_models_that_run_it_only(smoke_config):
+    config = copy.deepcopy(smoke_config)
+    config["defenses"]["steering_deep"] = {"type": "steering", "alpha": 4.0, "layer": 9}
+    assert validate(config) is config  # in no study
+    config["studies"]["ema_defenses"]["defenses"].append("steering_deep")
+    with pytest.raises(ConfigError, match=r"^config key defenses\.steering_deep\.layer: 9 is not a layer of model 'toy'"):
+        validate(config)
+
+
+def test_the_toy_lora_modules_are_the_toy_models_linear_and_embedding_modules():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from safedrift.config_inputs import TOY_LORA_MODULES
+
+    # the architecture of safedrift.world.pretrain.build_model, at its smallest
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=2, intermediate_size=16, max_position_embeddings=32))
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))}
+    assert names == set(TOY_LORA_MODULES)
+    assert "LlamaForCausalLM" in (ROOT / "src/safedrift/world/pretrain.py").read_text()
+
+
 # --- what the config points at exists (checked after validate, before any job) -------------------
 
 def bad_paths(config: dict, tmp_path) -> str:
@@ -213,6 +366,10 @@ def test_check_paths_accepts_existing_files_and_hub_ids(smoke_config, tmp_path):
     (tmp_path / "local-model" / "config.json").write_text("{}")
     config["models"]["big"]["path"] = "local-model"  # relative to the workflow folder
     assert check_paths(validate(config), tmp_path) is config
+    (tmp_path / "configs").mkdir()  # a folder here is no hub account's, but only the first component counts
+    for hub_id in ("Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.1-8B-Instruct", "org/configs"):
+        config["models"]["big"]["path"] = hub_id
+        assert check_paths(validate(config), tmp_path) is config
 
 
 def test_check_paths_names_the_key_of_a_missing_data_file(smoke_config, tmp_path):
@@ -231,6 +388,13 @@ def test_check_paths_names_the_key_of_a_missing_data_file(smoke_config, tmp_path
     ("empty-folder", "config key models.big.path: folder empty-folder has no config.json or adapter_config.json; "
                      "point it at a Hugging Face model folder"),
     ("a-file", "config key models.big.path: a-file is a file; point it at the model folder"),
+    # shaped like a hub id (org/name), but a local folder by the rule of config_inputs.local_path_reason
+    ("models/Qwen2.5-0.5B-Instruct", "config key models.big.path: no folder models/Qwen2.5-0.5B-Instruct (in {tmp}), "
+                                     "which names a local folder, not a hub id, as no hub account is called models (a "
+                                     "path that starts with ., / or ~, or whose first folder is models/ or a folder "
+                                     "here, is local); fix the path or download the model"),
+    ("empty-folder/instruct", "config key models.big.path: no folder empty-folder/instruct (in {tmp}), which names a "
+                              "local folder, not a hub id, as empty-folder/ is a folder here"),
 ])
 def test_check_paths_names_the_key_of_a_bad_model_path(smoke_config, tmp_path, path, expected):
     (tmp_path / "empty-folder").mkdir()
@@ -313,6 +477,13 @@ def test_snakemake_dry_run_rejects_a_missing_data_file(tmp_path, smoke_config):
     proc = dry_run(tmp_path, yaml.safe_dump(config, sort_keys=False))
     assert_fails_with_one_line(proc, "config key models.big.data.eval.general.path: no file "
                                      "data/em/first_plot_questions.yaml")
+
+
+def test_snakemake_dry_run_rejects_a_missing_local_model_folder_shaped_like_a_hub_id(tmp_path, smoke_config):
+    # Taken for a hub id, it failed in the first job that loaded it, after ~50 s of hub retries.
+    config = add_hf_model(copy.deepcopy(smoke_config), path="models/Qwen2.5-0.5B-Instruct")
+    proc = dry_run(tmp_path, yaml.safe_dump(config, sort_keys=False))
+    assert_fails_with_one_line(proc, "config key models.big.path: no folder models/Qwen2.5-0.5B-Instruct (in ")
 
 
 def test_snakemake_dry_run_does_not_fill_a_missing_key_from_config_yaml(tmp_path, smoke_config):

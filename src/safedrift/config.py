@@ -4,7 +4,8 @@
 then each named variant against its type's schema (an objective's or a defense's from its module,
 the others' from the schema's $defs), then cross-references (a study naming an undefined variant, a
 defense that cannot compose with an objective, an eval set no model has, data a real model's
-studies need but its config lacks). Every failure is one
+studies need but its config lacks, a claim's metric no evaluation writes, a layer the toy model
+lacks). Every failure is one
 `ConfigError` line naming the key path and what to do.
 
 `check_paths(config)` (safedrift.config_inputs) then checks what the config points at on disk:
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_model_data,  # noqa: F401
-                                     check_paths)  # check_paths: API
+from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_layers, check_model_data,  # noqa: F401
+                                     check_paths, check_toy_lora, toy_layers)  # check_paths: API
 from safedrift.defenses import DEFENSES, defense_class
 from safedrift.errors import ConfigError
 from safedrift.finetune.schedule import budget_amount, ladder_eligible
@@ -123,6 +124,8 @@ def validate(config: dict) -> dict:
     check_attack_sets(config)
     for model in config["models"]:
         persona_prompts(config, model)  # risk.persona names a trait with prompts
+    check_layers(config, toy_layers(config))  # an hf model's layers: check_paths (its folder's config.json)
+    check_toy_lora(config)
     return config
 
 
@@ -257,6 +260,17 @@ def _check_claims(config: dict) -> None:
             if test["stat"] in ("difference", "ratio") and "versus" not in test:
                 raise ConfigError(f"config key {where}.versus: a {test['stat']} test needs `versus` (reference, or the "
                                   "axes of the compared cell)")
+            if "versus" in test and test["stat"] in ("value", "range"):
+                compares = ("the range would span the compared cell too" if test["stat"] == "range" else
+                            "it would be ignored, yet its cell's runs would be needed")
+                raise ConfigError(f"config key {where}.versus: a {test['stat']} test compares with nothing ({compares}); "
+                                  "drop versus, or use stat: difference or ratio")
+            metrics = test["metric"] if isinstance(test["metric"], list) else [test["metric"]]
+            for j, metric in enumerate(metrics):
+                problem = claim_metric_problem(config, metric)
+                if problem:
+                    key = f"{where}.metric" + (f".{j}" if isinstance(test["metric"], list) else "")
+                    raise ConfigError(f"config key {key}: {problem}")
             if "at_least" not in test and "at_most" not in test:
                 raise ConfigError(f"config key {where}: give at_least and/or at_most (the claim's threshold)")
             versus = test.get("versus") if isinstance(test.get("versus"), dict) else {}
@@ -268,6 +282,70 @@ def _check_claims(config: dict) -> None:
                         if value not in config[sections[axis]]:
                             raise ConfigError(f"config key {where}.{part}.{axis}: {value!r} is not defined under "
                                               f"{sections[axis]}")
+
+
+# The metrics a claim can test: those evaluate.metrics writes into each subject's metric rows (the
+# rows report.scorecard reads), and the model's risk estimators (report.claims.MODEL_METRICS).
+# tests/test_config.py compares these with evaluate/metrics.py.
+CLAIM_METRICS = ("asr", "over_refusal", "capability", "new_task_capability", "misaligned", "incoherent",
+                 "persona_projection", "trait_yes", "jailbreak_asr_trained", "jailbreak_asr_heldout",
+                 "probe_auroc", "critic_recall")
+# Families `<family>/<name>`: the eval set, jailbreak family, prefill length, narrow domain or trait.
+CLAIM_METRIC_FAMILIES = {"asr": "<eval set>", "jailbreak_asr": "<family>", "prefill_asr": "k<tokens>",
+                         "narrow_misaligned": "<domain>", "trait_endorsement": "<trait>"}
+# What a secondary judge adds to the rows: `<metric>@<judge>`.
+SECONDARY_METRICS = ("asr", "over_refusal")
+
+
+def claim_metric_problem(config: dict, metric: str) -> str | None:
+    """Why no run could write `metric` into the metric rows a claim reads, or None.
+
+    A claim may name a metric this config's eval sets do not produce: the real-model configs keep
+    config.yaml's claims, and such a test is reported "not run" with the reason. What is rejected
+    is a name no eval set could produce: not a metric, a family's name that is no eval set the
+    pipeline knows (evaluation.sets, the toy world's, any model's data.eval), no jailbreak family
+    (the toy world's or safedrift.data.attacks'), no prefill length k<tokens>, or a secondary judge
+    not under judge.secondary. A narrow domain or a trait comes from the data files: only its family
+    is checked."""
+    from safedrift.data.attacks import JAILBREAKS
+    from safedrift.world.corpus import EVAL_SETS
+    from safedrift.world.lexicon import ALIAS_FAMILY, JAILBREAK_FAMILIES
+
+    if metric in CLAIM_METRICS:
+        return None
+    known = ", ".join([*CLAIM_METRICS, *(f"{f}/{n}" for f, n in CLAIM_METRIC_FAMILIES.items()),
+                       *(f"{m}@<secondary judge>" for m in SECONDARY_METRICS)])
+    if metric == "persona_drift":
+        return ("'persona_drift' is computed by the tables, not written into the metric rows a claim tests; test "
+                "persona_projection with stat: difference and versus: reference (the same paired difference)")
+    if "@" in metric:
+        base, judge = metric.split("@", 1)
+        secondary = config["judge"].get("secondary", [])
+        if base not in SECONDARY_METRICS:
+            return (f"{metric!r}: a secondary judge adds {' and '.join(f'{m}@{judge}' for m in SECONDARY_METRICS)} "
+                    "only; fix the metric")
+        if judge not in secondary:
+            return (f"{metric!r}: {judge!r} is not a secondary judge (judge.secondary: {', '.join(secondary) or 'none'}); "
+                    "fix the name or add the judge to judge.secondary")
+        return None
+    family, _, name = metric.partition("/")
+    if family not in CLAIM_METRIC_FAMILIES or not name:
+        return f"{metric!r} is no metric the evaluation writes (known: {known}); fix the name"
+    if family == "asr":
+        sets = list(dict.fromkeys([*config["evaluation"]["sets"], *EVAL_SETS,
+                                   *(n for spec in config["models"].values() for n in (spec.get("data") or {})
+                                     .get("eval", {}))]))
+        if name not in sets:
+            return (f"{metric!r}: no eval set {name!r} (asr/<eval set>; known sets: {', '.join(sets)}); fix the name, "
+                    "or add the set under evaluation.sets and an hf model's data.eval")
+    if family == "prefill_asr" and not re.fullmatch(r"k[1-9]\d*", name):
+        return f"{metric!r}: the prefill length is k<tokens> (e.g. prefill_asr/k5); fix the name"
+    if family == "jailbreak_asr":
+        families = sorted({*JAILBREAK_FAMILIES, ALIAS_FAMILY, *JAILBREAKS})
+        if name not in families:
+            return (f"{metric!r}: no jailbreak family {name!r} (jailbreak_asr/<family>; the toy world's and "
+                    f"safedrift.data.attacks': {', '.join(families)}); fix the name")
+    return None
 
 
 def check_composable(config, run, where) -> None:

@@ -11,13 +11,19 @@ naming the key and what to do, raised before any job starts.
   persona vector); otherwise Snakemake stops with a MissingInputException on a results file.
 - `check_attack_sets`: attack options (`jailbreaks`, `prefill`) sit on eval entries of harmful
   requests (safedrift.data.attacks), checked again by the data stage.
+- `check_layers`: the layer indices a config sets (`risk.persona.layer`, an ldifs defense's
+  `layers`, a steering defense's `layer`) are layers of every model they are used on: a toy model's
+  `toy_model.num_layers` (checked by validate), an hf model's `num_hidden_layers` in its local
+  folder's config.json (checked by check_paths; a hub id is not looked up). Likewise a toy model's
+  LoRA `target_modules` name modules of the toy architecture (`check_toy_lora`).
 - `check_paths`: the data files exist (or, for an entry with `fetch: <dataset>`, are files of that
   dataset of the registry, which rule fetch_data downloads), and model paths are model folders or
-  plausible hub ids.
+  hub ids (`model_path_problem` says which paths are read as local folders: those must exist).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -33,6 +39,18 @@ EXAMPLE = "configs/qwen2.5-0.5b-lora.yaml"
 # A Hugging Face repo id: org/name, of letters, digits, '-', '_' and '.' (no '..', no leading '.').
 HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*(\.[\w-]+)*/[A-Za-z0-9][\w-]*(\.[\w-]+)*")
 MODEL_FILES = ("config.json", "adapter_config.json")
+# First path components that name a local folder even when it is missing: no hub account can be
+# called `models` (huggingface.co/models is the hub's list of models), and it is where model folders
+# are conventionally downloaded.
+LOCAL_FOLDERS = ("models",)
+# Defense types whose settings index the model's hidden states: type -> (key, lowest valid index).
+# ldifs `layers` index output_hidden_states (0 the embeddings, i the output of decoder layer i); steering
+# adds to the output of decoder layer `layer` (1..num_layers; default risk.persona.layer).
+LAYER_SETTINGS = {"ldifs": ("layers", 0), "steering": ("layer", 1)}
+# What a toy model's LoRA can target: the last name of its nn.Linear and nn.Embedding modules (the
+# LlamaForCausalLM of safedrift.world.pretrain.build_model; tests/test_config.py builds one to compare).
+TOY_LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head",
+                    "embed_tokens")
 # What file each entry a study may need holds (the formats of safedrift.data.loaders).
 HOLDS = {
     "general": "EM-style free-form questions (em_yaml)",
@@ -131,6 +149,91 @@ def check_attack_sets(config: dict) -> None:
                     raise ConfigError(f"config key {e}") from None
 
 
+# --- layers and modules of the models -----------------------------------------------------------
+
+def toy_layers(config: dict) -> dict[str, tuple[int, str]]:
+    """{model: (decoder layers, where the count comes from)} of the toy models."""
+    return {m: (config["toy_model"]["num_layers"], "toy_model.num_layers")
+            for m, spec in config["models"].items() if spec["source"] == "toy"}
+
+
+def hf_layers(config: dict, root: Path | str = ".") -> dict[str, tuple[int, str]]:
+    """{model: (decoder layers, where the count comes from)} of the hf models whose path is a local
+    folder with a config.json that gives num_hidden_layers (a hub id or an adapter folder: not known)."""
+    out = {}
+    for m, spec in config["models"].items():
+        if spec["source"] != "hf":
+            continue
+        file = Path(root).absolute() / Path(spec["path"]).expanduser() / "config.json"
+        try:
+            cfg = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        n = cfg.get("num_hidden_layers", (cfg.get("text_config") or {}).get("num_hidden_layers"))
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            out[m] = (n, f"num_hidden_layers in {spec['path']}/config.json")
+    return out
+
+
+def _layer_error(key: str, value: int, model: str, count: tuple[int, str], low: int) -> ConfigError:
+    n, source = count
+    what = (f"hidden states 0..{n}: 0 the embeddings, i the output of decoder layer i" if low == 0 else
+            f"steering adds to the output of a decoder layer, 1..{n}")
+    return ConfigError(f"config key {key}: {value} is not a layer of model {model!r} ({what}; {source} is {n}); "
+                       f"pick one in {low}..{n}")
+
+
+def check_layers(config: dict, layers: dict[str, tuple[int, str]]) -> None:
+    """The layer indices the config sets lie within the layers of every model in `layers` that uses
+    them: `risk.persona.layer` (every model: the persona vector and every evaluation's projection),
+    a defense's LAYER_SETTINGS key (the models of the runs that use it). Otherwise generation fails
+    with an IndexError, or the first training step does."""
+    if not layers:  # no model whose layers are known (check_paths on a config of hub ids)
+        return
+    from safedrift.config import all_runs  # safedrift.config imports this module
+
+    persona = config["risk"]["persona"]["layer"]
+    for model, count in layers.items():
+        if persona > count[0]:
+            raise _layer_error("risk.persona.layer", persona, model, count, 0)
+    models_of = {}
+    for run in all_runs(config):
+        models_of.setdefault(run["defense"], []).append(run["model"])
+    for name, settings in config["defenses"].items():
+        if settings["type"] not in LAYER_SETTINGS:
+            continue
+        key, low = LAYER_SETTINGS[settings["type"]]
+        for model in dict.fromkeys(models_of.get(name, [])):
+            if model not in layers:
+                continue
+            n = layers[model][0]
+            if settings["type"] == "ldifs":
+                for i, layer in enumerate(settings.get(key) or []):
+                    if not low <= layer <= n:
+                        raise _layer_error(f"defenses.{name}.{key}.{i}", layer, model, layers[model], low)
+            elif key in settings:
+                if not low <= settings[key] <= n:
+                    raise _layer_error(f"defenses.{name}.{key}", settings[key], model, layers[model], low)
+            elif persona < low:  # steering's default layer is risk.persona.layer
+                raise ConfigError(f"config key defenses.{name}.{key}: unset, so risk.persona.layer {persona} (the "
+                                  f"embeddings), but steering adds to the output of a decoder layer ({low}..{n} of "
+                                  f"model {model!r}); set {key} in {low}..{n}")
+
+
+def check_toy_lora(config: dict) -> None:
+    """A toy model's LoRA `target_modules` name modules of the toy architecture (TOY_LORA_MODULES, the
+    last part of a dotted name); otherwise peft stops every finetune job (NoMatchingPeftModuleError).
+    An hf model's module names are not known before it is loaded: not checked."""
+    for model, spec in config["models"].items():
+        finetune = spec.get("finetune", {})
+        if spec["source"] != "toy" or finetune.get("method") != "lora":
+            continue
+        for i, name in enumerate(finetune.get("lora", {}).get("target_modules", [])):
+            if name.rsplit(".", 1)[-1] not in TOY_LORA_MODULES:
+                raise ConfigError(f"config key models.{model}.finetune.lora.target_modules.{i}: the toy model has no "
+                                  f"linear or embedding module {name!r}; use some of {', '.join(TOY_LORA_MODULES)}")
+
+
 # --- on disk ----------------------------------------------------------------------------------
 
 def check_fetch(entry: dict, key: str) -> None:
@@ -149,9 +252,29 @@ def _shown(path: str, root: Path) -> str:
     return path if Path(path).expanduser().is_absolute() else f"{path} (in {root})"
 
 
+def local_path_reason(path: str, root: Path | str = ".") -> str | None:
+    """Why a model path shaped like a hub id (org/name) is read as a local folder instead, or None
+    (then it is a hub id). The rule: a path is a local folder when it starts with `.`, `/` or `~`, or
+    when its first component is `models` (LOCAL_FOLDERS) or a folder that exists in `root` (the
+    workflow folder). So `models/Qwen2.5-0.5B-Instruct`, or `configs/qwen-0.5b`, mistyped, is a missing
+    folder, found now, rather than a hub id that the first job would try to download."""
+    if path.startswith((".", "/", "~")):
+        return "it starts with ., / or ~"
+    first = path.split("/", 1)[0]
+    if first in LOCAL_FOLDERS:
+        return f"no hub account is called {first}"
+    if (Path(root).absolute() / first).is_dir():
+        return f"{first}/ is a folder here"
+    return None
+
+
 def model_path_problem(path: str, root: Path | str = ".", fix: str = "fix the path or download the model",
                        files: tuple[str, ...] = MODEL_FILES) -> str | None:
-    """What is wrong with a model path (a folder with one of `files`, or else a hub id), or None."""
+    """What is wrong with a model path (a folder with one of `files`, or else a hub id), or None.
+
+    A path that names no folder is a hub id when it has the shape org/name and local_path_reason
+    finds no reason to read it as a local folder: a path that starts with `.`, `/` or `~`, or whose
+    first component is `models` or a folder in `root`, is a local folder, and it must exist."""
     root = Path(root).absolute()
     full = root / Path(path).expanduser()
     if full.is_dir():
@@ -161,13 +284,18 @@ def model_path_problem(path: str, root: Path | str = ".", fix: str = "fix the pa
     if full.exists():
         return f"{path} is a file; point it at the model folder"
     if HUB_ID.fullmatch(path) and ".." not in path:
-        return None
+        reason = local_path_reason(path, root)
+        if reason is None:
+            return None
+        return (f"no folder {_shown(path, root)}, which names a local folder, not a hub id, as {reason} (a path "
+                f"that starts with ., / or ~, or whose first folder is models/ or a folder here, is local); {fix}")
     return f"no folder {_shown(path, root)} and not a hub id (org/name); {fix}"
 
 
 def check_paths(config: dict, root: Path | str = ".") -> dict:
-    """Raise ConfigError if a data file or model folder the config names is not there; return the config.
-    Relative paths are relative to `root`, the workflow folder (where jobs run)."""
+    """Raise ConfigError if a data file or model folder the config names is not there, or a layer the
+    config sets is not one of a local hf model's (check_layers); return the config. Relative paths are
+    relative to `root`, the workflow folder (where jobs run)."""
     root = Path(root).absolute()
     for model, spec in config["models"].items():
         if spec["source"] != "hf":
@@ -198,4 +326,5 @@ def check_paths(config: dict, root: Path | str = ".") -> dict:
             problem = model_path_problem(judge["model"], root)
             if problem:
                 raise ConfigError(f"config key judges.{name}.model: {problem}")
+    check_layers(config, hf_layers(config, root))  # the toy models' layers: validate
     return config
