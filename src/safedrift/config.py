@@ -291,7 +291,8 @@ CLAIM_METRICS = ("asr", "over_refusal", "capability", "new_task_capability", "mi
                  "persona_projection", "trait_yes", "jailbreak_asr_trained", "jailbreak_asr_heldout",
                  "probe_auroc", "critic_recall")
 # Families `<family>/<name>`: the eval set, jailbreak family, prefill length, narrow domain or trait.
-CLAIM_METRIC_FAMILIES = {"asr": "<eval set>", "jailbreak_asr": "<family>", "prefill_asr": "k<tokens>",
+CLAIM_METRIC_FAMILIES = {"asr": "<eval set>", "misaligned": "<eval set>", "incoherent": "<eval set>",
+                         "persona_projection": "<eval set>", "jailbreak_asr": "<family>", "prefill_asr": "k<tokens>",
                          "narrow_misaligned": "<domain>", "trait_endorsement": "<trait>"}
 # What a secondary judge adds to the rows: `<metric>@<judge>`.
 SECONDARY_METRICS = ("asr", "over_refusal")
@@ -331,12 +332,12 @@ def claim_metric_problem(config: dict, metric: str) -> str | None:
     family, _, name = metric.partition("/")
     if family not in CLAIM_METRIC_FAMILIES or not name:
         return f"{metric!r} is no metric the evaluation writes (known: {known}); fix the name"
-    if family == "asr":
+    if CLAIM_METRIC_FAMILIES[family] == "<eval set>":
         sets = list(dict.fromkeys([*config["evaluation"]["sets"], *EVAL_SETS,
                                    *(n for spec in config["models"].values() for n in (spec.get("data") or {})
                                      .get("eval", {}))]))
         if name not in sets:
-            return (f"{metric!r}: no eval set {name!r} (asr/<eval set>; known sets: {', '.join(sets)}); fix the name, "
+            return (f"{metric!r}: no eval set {name!r} ({family}/<eval set>; known sets: {', '.join(sets)}); fix the name, "
                     "or add the set under evaluation.sets and an hf model's data.eval")
     if family == "prefill_asr" and not re.fullmatch(r"k[1-9]\d*", name):
         return f"{metric!r}: the prefill length is k<tokens> (e.g. prefill_asr/k5); fix the name"
