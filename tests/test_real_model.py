@@ -118,7 +118,9 @@ def test_real_model_plan_has_no_toy_stage(real_workflow):
     runs = all_runs(config)
     targets = [f"{run_dir(r)}/eval/generations.jsonl" for r in runs]
     jobs = real_workflow.dry_run_jobs(*targets)
-    assert jobs.get(f"real_data_{MODEL}") == 1, jobs
+    data = config["models"][MODEL]["data"]
+    assert jobs.get("real_eval_set") == len(data["eval"]) and jobs.get("real_pool") == len(data["pools"]), jobs
+    assert jobs.get("real_overlap") == 1, jobs
     assert jobs.get("finetune") == len(runs), jobs
     assert jobs.get("generate") == len(runs), jobs
     assert not TOY_RULES & set(jobs), f"toy-world rules planned for an hf model: {TOY_RULES & set(jobs)}"

@@ -312,7 +312,7 @@ def check_paths(config: dict, root: Path | str = ".") -> dict:
                 full, key = root / Path(entry["path"]).expanduser(), f"models.{model}.data.{section}.{name}.path"
                 if "fetch" in entry:
                     check_fetch(entry, key.removesuffix(".path"))
-                    continue  # rule fetch_data downloads it before the data.real job
+                    continue  # rule fetch_data downloads it before the real_eval_set/real_pool job
                 if full.is_dir() and entry["format"] in FOLDER_FORMATS:
                     continue
                 if full.is_dir():

@@ -10,6 +10,7 @@ from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, draw_labe
                               subject_pattern, training_settings, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import REQUEST_FORMATS
+from safedrift.data.real import eval_prompt_sources
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.judge_validation import RARE_RECALL_DEFAULTS
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
@@ -66,19 +67,52 @@ def world_params(product):
 
 # --- real (real.smk) --------------------------------------------------------
 
-def real_data_outputs(model, data):
-    return {
-        "eval": [f"results/{model}/world/eval/{name}.jsonl" for name in sorted(data.get("eval", {}))],
-        "pools": [f"results/{model}/world/pools/{name}.jsonl" for name in sorted(data.get("pools", {}))],
-        "spec": f"results/{model}/world/world.json",
-    }
+def real_data(model):
+    return config["models"][model].get("data", {})
 
 
-def real_data_files(data):
-    """The data files themselves: editing one reruns this rule and everything built from it. An
-    entry with `fetch:` depends on the dataset's files, so rule fetch_data downloads them first."""
-    return sorted({path for section in data.values() for entry in section.values()
-                   for path in (entry_files(entry) if "fetch" in entry else [entry["path"]])})
+def real_entry_files(entries):
+    """The data files of these data entries: editing one reruns the jobs that read it. An entry
+    with `fetch:` depends on the dataset's files, so rule fetch_data downloads them first."""
+    return sorted({path for entry in entries for path in (entry_files(entry) if "fetch" in entry else [entry["path"]])})
+
+
+def real_entry_spec(section, wildcard):
+    """A params function: the --spec of data.real --product eval/pool for the entry of
+    models.<hf>.data.<section> that wildcard `wildcard` names. A pool with overlap: drop also gets the eval prompt sources it gives
+    way to (data.real.eval_prompt_sources: the eval entries without their attacks, and without their
+    limit unless on the pool's own file), so it
+    depends on those and on no other eval setting; every other entry depends on itself only."""
+    def spec(wc):
+        data = real_data(wc.hf)
+        entry = data[section][getattr(wc, wildcard)]
+        drop = {"eval_prompt_sources": eval_prompt_sources(data, entry)} if entry.get("overlap") == "drop" else {}
+        return canonical({section: {getattr(wc, wildcard): entry}, **drop})
+    return spec
+
+
+def real_entry_inputs(section, wildcard):
+    """An input function: the files that real_entry_spec's spec reads."""
+    def files(wc):
+        data = real_data(wc.hf)
+        entry = data[section][getattr(wc, wildcard)]
+        return real_entry_files([entry, *(eval_prompt_sources(data, entry) if entry.get("overlap") == "drop" else [])])
+    return files
+
+
+def real_products(model):
+    """Every eval set and pool of an hf model and their provenance records (rule real_overlap's inputs)."""
+    data = real_data(model)
+    return [path for section in ("eval", "pools") for name in sorted(data.get(section, {}))
+            for path in (f"results/{model}/world/{section}/{name}.jsonl", f"results/{model}/world/provenance/{section}/{name}.json")]
+
+
+def real_overlap_checked(wc):
+    """hf models: the pool/eval-set overlap check (rule real_overlap, results/<hf>/world/world.json), an
+    input of the jobs that train or evaluate on the model's data so that nothing starts before it
+    passes. ancient(): the check reruns whenever an eval set or pool changes, and its passing again is
+    no reason to retrain or regenerate anything. Toy models: nothing (their world has no such check)."""
+    return [ancient(f"results/{wc.model}/world/world.json")] if wc.model in HF_MODELS else []
 
 
 # Public datasets (safedrift/data/sources.yaml) that some hf model's data entries `fetch:`.

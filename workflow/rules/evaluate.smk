@@ -15,6 +15,7 @@ rule generate:
         subject_model,
         eval_sets=lambda wc: expand("results/{model}/world/eval/{name}.jsonl", model=wc.model,
                                     name=eval_set_names(wc.model)),
+        checked=real_overlap_checked,
         persona="results/{model}/risk/persona_vector.safetensors",
     output:
         "results/{model}/{subject}/eval/generations.jsonl",

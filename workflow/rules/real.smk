@@ -1,31 +1,75 @@
 # Real (source: hf) models: eval sets and scenario pools from the data files the config names.
 # Only models with `source: hf` use these rules; the reference model is models.<name>.path itself.
 #
-# The files a model gets are named by its config (models.<name>.data.eval / .pools), so the outputs
-# differ per model and cannot share one wildcard pattern: one rule per model, real_data_<name>.
+# One job per eval set and one per pool, each with its own entry as params (safedrift.data.real
+# --product eval/pool), so that editing an eval entry (a `limit`, a new attack set) rewrites that
+# eval set only and no pool, hence no fine-tune. A pool with `overlap: drop` also depends on the
+# eval prompt sources it gives way to (the eval entries without their limit and attacks). The
+# check that no prompt is both trained on and evaluated is its own job (real_overlap), which every
+# job training or evaluating on the model's data waits for (common.smk: real_overlap_checked).
 
 
-for _hf in HF_MODELS:
-    _data = config["models"][_hf].get("data", {})
+rule real_eval_set:
+    input:
+        sources("data.real"),
+        files=real_entry_inputs("eval", "set"),
+    output:
+        rows="results/{hf}/world/eval/{set}.jsonl",
+        provenance="results/{hf}/world/provenance/eval/{set}.json",
+    wildcard_constraints:
+        set=r"[^/]+",
+    params:
+        spec=real_entry_spec("eval", "set"),
+        key=lambda wc: f"models.{wc.hf}.data",
+    log:
+        "logs/{hf}/world/eval/{set}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m safedrift data.real --product eval --name {wildcards.set} --spec {params.spec:q}"
+        " --model-key {params.key} --out results/{wildcards.hf}/world > {log} 2>&1"
 
-    rule:
-        name:
-            f"real_data_{_hf}"
-        input:
-            sources("data.real"),
-            files=real_data_files(_data),
-        output:
-            **real_data_outputs(_hf, _data),
-        params:
-            spec=canonical(_data),
-            key=f"models.{_hf}.data",
-            out=lambda wc, output: os.path.dirname(output.spec),
-        log:
-            f"logs/{_hf}/world/real_data.log",
-        conda:
-            CONDA_ENV
-        shell:
-            "python -m safedrift data.real --spec {params.spec:q} --model-key {params.key} --out {params.out} > {log} 2>&1"
+
+rule real_pool:
+    input:
+        sources("data.real"),
+        files=real_entry_inputs("pools", "pool"),
+    output:
+        rows="results/{hf}/world/pools/{pool}.jsonl",
+        provenance="results/{hf}/world/provenance/pools/{pool}.json",
+    wildcard_constraints:
+        pool=r"[^/]+",
+    params:
+        spec=real_entry_spec("pools", "pool"),
+        key=lambda wc: f"models.{wc.hf}.data",
+    log:
+        "logs/{hf}/world/pools/{pool}.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m safedrift data.real --product pool --name {wildcards.pool} --spec {params.spec:q}"
+        " --model-key {params.key} --out results/{wildcards.hf}/world > {log} 2>&1"
+
+
+rule real_overlap:
+    """No prompt both in a pool and in an eval set of the model (safedrift.data.real, `overlap:`),
+    and world.json: every entry's file, sha256 and row counts."""
+    input:
+        sources("data.real"),
+        products=lambda wc: real_products(wc.hf),
+    output:
+        "results/{hf}/world/world.json",
+    params:
+        spec=lambda wc: canonical({section: {name: {"overlap": entry.get("overlap", "check")} for name, entry in named.items()}
+                                   for section, named in real_data(wc.hf).items()}),
+        key=lambda wc: f"models.{wc.hf}.data",
+    log:
+        "logs/{hf}/world/overlap.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m safedrift data.real --product check --spec {params.spec:q} --model-key {params.key}"
+        " --out results/{wildcards.hf}/world > {log} 2>&1"
 
 
 rule fetch_data:

@@ -39,6 +39,7 @@ rule probe:
                                  pool=probe_negative_pools(wc.model)),
         test=lambda wc: expand("results/{model}/world/eval/{name}.jsonl", model=wc.model,
                                name=probe_test_sets(wc.model)),
+        checked=real_overlap_checked,
     output:
         probe="results/{model}/risk/probe.json",
         table="results/{model}/risk/probe_auroc.csv",

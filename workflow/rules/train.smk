@@ -15,6 +15,7 @@ rule scenario_data:
         sources("data.scenarios"),
         pools=lambda wc: expand("results/{model}/world/pools/{pool}.jsonl", model=wc.model,
                                 pool=pools_needed(scenario_settings(wc.scenario))),
+        checked=real_overlap_checked,
     output:
         "results/{model}/data/{scenario}.jsonl",
     params:

@@ -1,25 +1,40 @@
 """Stage `data.real`: a real (hf) model's eval sets and scenario pools, from the files its config names.
 
     python -m safedrift data.real --spec JSON --model-key models.NAME.data --out results/NAME/world
+    python -m safedrift data.real --product eval --name SET --spec JSON --model-key ... --out ...
+    python -m safedrift data.real --product pool --name POOL --spec JSON --model-key ... --out ...
+    python -m safedrift data.real --product check --spec JSON --model-key ... --out ...
 
-`--spec` is the model's `data:` section ({"eval": {set: entry}, "pools": {pool: entry}}, each
-entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?}); `--model-key`
+`--spec` is (part of) the model's `data:` section ({"eval": {set: entry}, "pools": {pool: entry}},
+each entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?}); `--model-key`
 is where that section sits in the config, so an error names the exact key. Writes, like the toy world:
 - `eval/<set>.jsonl` and `pools/<pool>.jsonl` (rows as in safedrift.data.loaders; an eval entry
   with `jailbreaks` or `prefill` holds attack rows, safedrift.data.attacks);
 - `world.json`: for every entry its format, path, sha256, split, limit, row count and the rows
   `overlap: drop` removed.
-Every entry is checked and every file read before anything is written, so bad input fails
-before expensive work starts. Relative paths are relative to the working directory (the
-workflow folder under Snakemake).
+Without `--product`, everything at once (every entry is checked and every file read before anything
+is written, so bad input fails before expensive work starts). The workflow runs one product per job,
+so that editing one entry reruns only what is built from it (workflow/rules/real.smk):
+- `eval --name SET`: `--spec` holds that one eval entry; writes `eval/SET.jsonl` and
+  `provenance/eval/SET.json` (its world.json record);
+- `pool --name POOL`: `--spec` holds that one pool and, for a pool with `overlap: drop`, the eval
+  prompt sources it gives way to (`eval_prompt_sources`, under "eval"); writes `pools/POOL.jsonl`
+  and `provenance/pools/POOL.json`;
+- `check`: `--spec` holds every entry's `overlap` setting; reads the written eval sets, pools and
+  provenance records, runs the overlap check below and writes `world.json`.
+Relative paths are relative to the working directory (the workflow folder under Snakemake).
 
 No prompt may be both trained on and evaluated: a pool that shares a prompt (whitespace and
 case aside) with an eval set of the same model fails, naming both keys and the prompt. An
 entry's `overlap` says otherwise:
 - `check` (default): fail on a shared prompt;
-- `drop` (pools only): the pool drops the examples whose prompt is in an eval set, after its
-  `split` and before its `limit`; the eval sets stay the published benchmarks (JailbreakBench and
-  StrongREJECT reuse AdvBench prompts, so an AdvBench pool next to them needs this);
+- `drop` (pools only): the pool drops the examples whose prompt is in an eval entry's file (after
+  that entry's `split`, before its `limit` unless the file is the pool's own, whatever its attacks:
+  `eval_prompt_sources`), after the pool's own `split` and before its `limit`; the eval sets stay the
+  published benchmarks (JailbreakBench and StrongREJECT reuse AdvBench prompts, so an AdvBench pool
+  next to them needs this). Because the
+  eval entries' limits (on other files) and attacks do not count, lowering such an eval `limit` or adding
+  an attack set on a file already evaluated leaves the pool, and so every fine-tune, as it is;
 - `allow`: the entry is exempt, for deliberate train-on-test measurements (how much a model
   memorizes what it was trained on).
 """
@@ -35,10 +50,15 @@ from safedrift.data.attacks import attack_rows, check_attack_entry, is_attack_en
 from safedrift.data.loaders import (ENTRY_CHOICES, ENTRY_REQUIRES, FOLDER_FORMATS, FORMATS, PROMPT_ONLY, eval_rows,
                                     parse_split, pool_rows, read_examples)
 from safedrift.errors import DataError
-from safedrift.io import sha256_file, write_json, write_jsonl
+from safedrift.io import canonical_json, read_json, read_jsonl, sha256_file, write_json, write_jsonl
 
 SECTIONS = ("eval", "pools")
 OVERLAP = ("check", "drop", "allow")
+PRODUCTS = ("eval", "pool", "check")
+# Entry keys that do not decide which prompts an eval entry's file gives before its `limit`: the limit
+# itself, the attacks (an attack row keeps the file's request as its item text), `fetch` (`path` names
+# the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
+NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "prefill", "overlap", "fetch", "domain"})
 
 
 def checked_path(section: str, entry: dict, key: str) -> Path:
@@ -100,36 +120,72 @@ def check_overlap(loaded: dict, model_key: str) -> None:
                                 f"drop on {model_key}.pools.{pool} to drop such rows from the pool")
 
 
+def eval_prompt_sources(spec: dict, pool: dict) -> list[dict]:
+    """What the pool `pool` with `overlap: drop` gives way to: the eval entries of `spec` (all but
+    `overlap: allow`) without NOT_PROMPT_KEYS, each distinct one once, in canonical order. An eval
+    entry on the pool's own file keeps its `limit`: train and eval sets carved from one file by a
+    limit stay exactly apart. A drop pool's job depends on these and not on the eval entries, so an
+    eval `limit` (on another file) or a new attack set on a file already evaluated leaves the pool,
+    and every fine-tune on it, as it is."""
+    sources = {}
+    for entry in spec.get("eval", {}).values():
+        if entry.get("overlap", "check") != "allow":
+            ignored = NOT_PROMPT_KEYS - ({"limit"} if str(entry.get("path")) == str(pool.get("path")) else set())
+            source = {k: v for k, v in entry.items() if k not in ignored}
+            sources[canonical_json(source)] = source
+    return [sources[k] for k in sorted(sources)]
+
+
+def source_prompts(sources: list[dict], model_key: str) -> set[str]:
+    """The prompt keys of every example of these eval prompt sources (after their split; before their
+    limit unless they keep it)."""
+    evaluated: set[str] = set()
+    paths = [checked_path("eval", source, f"{model_key}.eval (the entry reading {source.get('path')})")
+             for source in sources]  # all entries before any file
+    for source, path in zip(sources, paths):
+        evaluated |= {prompt_key(ex.item["text"]) for ex in read_examples(path, source, "eval")}
+    return evaluated
+
+
+def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[str]) -> tuple[dict, Path, list[dict], int]:
+    """(entry, path, rows, rows dropped by overlap: drop) of one entry; a pool with `overlap: drop`
+    drops the examples whose prompt key is in `evaluated` (source_prompts)."""
+    dropped = [0]
+
+    def in_eval(example) -> bool:
+        hit = prompt_key(example.item["text"]) in evaluated
+        dropped[0] += hit
+        return hit
+
+    exclude = in_eval if section == "pools" and entry.get("overlap") == "drop" else None
+    examples = read_examples(path, entry, name, exclude=exclude)
+    if is_attack_entry(entry):
+        rows = attack_rows(name, examples, entry, path)
+    else:
+        rows = eval_rows(name, examples) if section == "eval" else pool_rows(name, examples, path)
+    return entry, path, rows, dropped[0]
+
+
 def load_real_data(spec: dict, model_key: str) -> dict[str, dict[str, tuple[dict, Path, list[dict], int]]]:
     """{section: {name: (entry, path, rows, rows dropped by overlap: drop)}} for every entry of `spec`,
     after the overlap check. Raises DataError on bad input."""
-    for section in spec:
-        if section not in SECTIONS:
-            raise DataError(f"{model_key}.{section}: unknown section; use {' or '.join(SECTIONS)}")
+    check_sections(spec, model_key)
     entries = [(section, name, entry, f"{model_key}.{section}.{name}")
                for section in SECTIONS for name, entry in sorted(spec.get(section, {}).items())]
     paths = [checked_path(section, entry, key) for section, _, entry, key in entries]  # all keys before any file
     loaded: dict[str, dict] = {section: {} for section in SECTIONS}
-    evaluated: set[str] = set()  # eval prompts a pool with overlap: drop gives way to (eval entries come first)
     for (section, name, entry, _), path in zip(entries, paths):
-        dropped = [0]
-
-        def in_eval(example) -> bool:
-            hit = prompt_key(example.item["text"]) in evaluated
-            dropped[0] += hit
-            return hit
-
-        exclude = in_eval if section == "pools" and entry.get("overlap") == "drop" else None
-        examples = read_examples(path, entry, name, exclude=exclude)
-        if is_attack_entry(entry):
-            rows = attack_rows(name, examples, entry, path)
-        else:
-            rows = eval_rows(name, examples) if section == "eval" else pool_rows(name, examples, path)
-        if section == "eval" and entry.get("overlap", "check") != "allow":
-            evaluated |= {prompt_key(r["item"]["text"]) for r in rows}
-        loaded[section][name] = (entry, path, rows, dropped[0])
+        drop = section == "pools" and entry.get("overlap") == "drop"
+        evaluated = source_prompts(eval_prompt_sources(spec, entry), model_key) if drop else set()
+        loaded[section][name] = load_entry(section, name, entry, path, evaluated)
     check_overlap(loaded, model_key)
     return loaded
+
+
+def check_sections(spec: dict, model_key: str) -> None:
+    for section in spec:
+        if section not in SECTIONS:
+            raise DataError(f"{model_key}.{section}: unknown section; use {' or '.join(SECTIONS)}")
 
 
 def sha256_of(path: Path) -> str:
@@ -140,22 +196,55 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def provenance(entry: dict, path: Path, rows: list[dict], dropped: int) -> dict:
+    """An entry's record in world.json."""
+    return {"format": entry["format"], "path": str(entry["path"]), "sha256": sha256_of(path),
+            "split": entry.get("split"), "limit": entry.get("limit"), "rows": len(rows), "overlap_dropped": dropped}
+
+
 def write_real_data(loaded: dict, model_key: str, out: Path) -> None:
     sources: dict[str, dict] = {section: {} for section in SECTIONS}
     for section, named in loaded.items():
         for name, (entry, path, rows, dropped) in named.items():
             write_jsonl(out / section / f"{name}.jsonl", rows)
-            sources[section][name] = {"format": entry["format"], "path": str(entry["path"]),
-                                      "sha256": sha256_of(path), "split": entry.get("split"),
-                                      "limit": entry.get("limit"), "rows": len(rows), "overlap_dropped": dropped}
+            sources[section][name] = provenance(entry, path, rows, dropped)
     write_json(out / "world.json", {"source": "real", "model_key": model_key, **sources})
+
+
+def write_one(section: str, name: str, spec: dict, model_key: str, out: Path) -> None:
+    """Product `eval`/`pool`: the one entry `name` of spec[section] (a drop pool: against
+    spec["eval_prompt_sources"]), its rows and its provenance record."""
+    entry = spec.get(section, {}).get(name)
+    if not isinstance(entry, dict):
+        raise DataError(f"{model_key}.{section}.{name}: not in --spec; pass that entry")
+    key = f"{model_key}.{section}.{name}"
+    path = checked_path(section, entry, key)
+    drop = section == "pools" and entry.get("overlap") == "drop"
+    evaluated = source_prompts(spec.get("eval_prompt_sources", []), model_key) if drop else set()
+    _, _, rows, dropped = load_entry(section, name, entry, path, evaluated)
+    write_jsonl(out / section / f"{name}.jsonl", rows)
+    write_json(out / "provenance" / section / f"{name}.json", provenance(entry, path, rows, dropped))
+
+
+def write_checked(spec: dict, model_key: str, out: Path) -> None:
+    """Product `check`: the overlap check over the eval sets and pools written in `out` (spec holds
+    every entry's `overlap`), then world.json from their provenance records."""
+    check_sections(spec, model_key)
+    loaded = {section: {name: (entry, None, read_jsonl(out / section / f"{name}.jsonl"), None)
+                        for name, entry in sorted(spec.get(section, {}).items())} for section in SECTIONS}
+    check_overlap(loaded, model_key)
+    records = {section: {name: read_json(out / "provenance" / section / f"{name}.json") for name in sorted(named)}
+               for section, named in loaded.items()}
+    write_json(out / "world.json", {"source": "real", "model_key": model_key, **records})
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--spec", required=True, help="the model's `data:` config section, as JSON")
+    p.add_argument("--spec", required=True, help="the model's `data:` config section (or the part a product needs), as JSON")
     p.add_argument("--model-key", required=True, help="config key of that section, e.g. models.qwen05.data")
     p.add_argument("--out", required=True, help="output folder (results/<model>/world)")
+    p.add_argument("--product", choices=PRODUCTS, help="one product (eval set, pool or the overlap check); default: all")
+    p.add_argument("--name", help="the eval set or pool of --product eval/pool")
     a = p.parse_args(argv)
     try:
         spec = json.loads(a.spec)
@@ -163,7 +252,14 @@ def main(argv=None) -> None:
         raise DataError(f"--spec: not valid JSON ({e.msg}); pass the {a.model_key} section as JSON") from None
     if not isinstance(spec, dict):
         raise DataError(f"{a.model_key}: expected a mapping with eval and/or pools; fix the config")
-    write_real_data(load_real_data(spec, a.model_key), a.model_key, Path(a.out))
+    if a.product in ("eval", "pool") and not a.name:
+        p.error(f"--product {a.product} needs --name")
+    if a.product == "check":
+        write_checked(spec, a.model_key, Path(a.out))
+    elif a.product:
+        write_one({"eval": "eval", "pool": "pools"}[a.product], a.name, spec, a.model_key, Path(a.out))
+    else:
+        write_real_data(load_real_data(spec, a.model_key), a.model_key, Path(a.out))
 
 
 if __name__ == "__main__":
