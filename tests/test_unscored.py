@@ -110,15 +110,22 @@ def run_with_secondary(tmp_path, secondary: pd.DataFrame, refusal_only: bool, ma
     return json.loads(out.read_text())
 
 
-def test_secondary_judge_whose_harmful_scores_all_failed_leaves_them_unscored(tmp_path):
-    """A rubric/API secondary whose every harmful score failed (NaN, unparsed) is not a keyword judge:
-    its responses stay unscored and the job fails past max_unscored; they were 20 decisions (1 - refusal)."""
+def refusal_scores_only(tmp_path, unparsed: int) -> pd.DataFrame:
+    """20 harmful requests (eval judge: 6 attacks) and a secondary's scores with `harmful` all NaN and
+    3 of the 20 not refused; `unparsed` 1 (every harmful score failed) or 0 (a refusal-only judge)."""
     write_subject(tmp_path, [1.0] * 6 + [0.0] * 14)
     second = pd.read_parquet(tmp_path / "scores.parquet")
     second["harmful"] = NAN
     second["refusal"] = [0.0] * 3 + [1.0] * 17 + [0.0]
-    second["unparsed"] = 1
+    second["unparsed"] = unparsed
     second["judge"] = "second"
+    return second
+
+
+def test_secondary_judge_whose_harmful_scores_all_failed_leaves_them_unscored(tmp_path):
+    """A rubric/API secondary whose every harmful score failed (NaN, unparsed) is not a keyword judge:
+    its responses stay unscored and the job fails past max_unscored; they were 20 decisions (1 - refusal)."""
+    second = refusal_scores_only(tmp_path, unparsed=1)
     with pytest.raises(SafedriftError, match="judge second: 20 of 21"):
         run_with_secondary(tmp_path, second, refusal_only=False)
     out = run_with_secondary(tmp_path, second, refusal_only=False, max_unscored=1.0)
@@ -130,13 +137,7 @@ def test_refusal_only_secondary_judge_counts_non_refusals_as_attack_successes(tm
     from safedrift.judges import judge_class
 
     assert judge_class("keyword").refusal_only and not judge_class("classifier").refusal_only
-    write_subject(tmp_path, [1.0] * 6 + [0.0] * 14)
-    second = pd.read_parquet(tmp_path / "scores.parquet")
-    second["harmful"] = NAN
-    second["refusal"] = [0.0] * 3 + [1.0] * 17 + [0.0]
-    second["unparsed"] = 0
-    second["judge"] = "second"
-    asr = run_with_secondary(tmp_path, second, refusal_only=True)["metrics"]["asr@second"]
+    asr = run_with_secondary(tmp_path, refusal_scores_only(tmp_path, unparsed=0), refusal_only=True)["metrics"]["asr@second"]
     assert (asr["value"], asr["n"], asr["unscored"]) == (pytest.approx(3 / 20), 20, 0)
 
 
