@@ -222,6 +222,8 @@ rule claims:
 # The README's render of the scorecard (`snakemake docs`): a copy, so that running `all` on another
 # config (smoke, a real model, a paper preset) does not replace the committed image.
 rule claims_render:
+    conda:
+        CONDA_ENV
     input:
         "figures/claims.png",
     output:
