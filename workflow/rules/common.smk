@@ -92,11 +92,14 @@ def real_entry_spec(section, wildcard):
 
 
 def real_entry_inputs(section, wildcard):
-    """An input function: the files that real_entry_spec's spec reads."""
+    """An input function: the files that real_entry_spec's spec reads. The eval prompt sources of a drop
+    pool lose their `fetch:` key, so their files are those of the eval entries they come from (a fetched
+    dataset's files, which rule fetch_data writes, not the folder its `path` names)."""
     def files(wc):
         data = real_data(wc.hf)
         entry = data[section][getattr(wc, wildcard)]
-        return real_entry_files([entry, *(eval_prompt_sources(data, entry) if entry.get("overlap") == "drop" else [])])
+        paths = {s["path"] for s in eval_prompt_sources(data, entry)} if entry.get("overlap") == "drop" else set()
+        return real_entry_files([entry, *(e for e in data.get("eval", {}).values() if e["path"] in paths)])
     return files
 
 
