@@ -140,6 +140,11 @@ def test_a_missing_cell_is_not_run_and_needs_no_files():
     ({"stat": "difference", "at_least": -0.05}, (-0.30, -0.40, -0.20), "opposite"),
     ({"stat": "value", "at_least": 0.9}, (0.85, 0.8, 0.9), "not reproduced"),
     ({"stat": "value", "at_least": 0.9}, (float("nan"),) * 3, "not reproduced"),
+    # bounds_on: interval, a non-inferiority test: the whole interval must meet the bound
+    ({"stat": "difference", "at_least": -0.05, "bounds_on": "interval"}, (-0.03, -0.10, 0.04), "not reproduced"),
+    ({"stat": "difference", "at_least": -0.05, "bounds_on": "interval"}, (0.01, -0.04, 0.06), "reproduced"),
+    ({"stat": "range", "at_most": 0.1, "bounds_on": "interval"}, (0.05, 0.0, 0.12), "not reproduced"),
+    ({"stat": "range", "at_most": 0.1, "bounds_on": "interval"}, (0.05, 0.0, 0.09), "reproduced"),
 ])
 def test_single_test_verdicts(spec, effect, expected):
     value, low, high = effect
@@ -296,3 +301,22 @@ def test_a_ratio_over_a_zero_denominator_is_not_run(tmp_path, monkeypatch):
     world(tmp_path, {"reference": 0.0, "sft/none/large": 0.1, "sft/kl/large": 0.0})
     row = run_scorecard(tmp_path, monkeypatch, cfg).set_index("id").loc["doubles"]
     assert row["verdict"] == "not run" and "ratio undefined" in row["why"]
+
+
+def test_a_bound_met_by_the_estimate_only_is_marked_and_can_be_required_of_the_interval(tmp_path, monkeypatch):
+    """Δ −0.02 against "at least −0.05" on 60 prompts: the estimate meets the bound, its interval reaches
+    far below it. The default (the papers' reading) reproduces it and marks it "estimate only";
+    bounds_on: interval makes it a non-inferiority test that does not pass."""
+    keeps = {"stat": "difference", "metric": "asr", "cell": {**CELL, "defense": "kl"}, "versus": {"defense": "none"},
+             "at_least": -0.05}
+    cfg = config({"keeps": claim(keeps), "keeps_strictly": claim({**keeps, "bounds_on": "interval"}),
+                  "collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                                     "at_least": 0.5, "excludes_zero": True})})
+    world(tmp_path, {"reference": 0.0, "sft/none/large": 0.9, "sft/kl/large": 0.88})
+    table = run_scorecard(tmp_path, monkeypatch, cfg).set_index("id")
+    assert table.loc["keeps", "effect"] == pytest.approx(-1 / 60) and table.loc["keeps", "low"] < -0.05
+    assert table.loc["keeps", "verdict"] == "reproduced" and not table.loc["keeps", "interval_meets_bounds"]
+    assert table.loc["keeps_strictly", "verdict"] == "not reproduced"
+    assert table.loc["collapse", "verdict"] == "reproduced" and table.loc["collapse", "interval_meets_bounds"]
+    md = (tmp_path / "tables/claims.md").read_text()
+    assert md.count("reproduced (estimate only)") == 1 and "(whole CI)" in md

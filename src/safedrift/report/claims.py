@@ -9,6 +9,7 @@ the cells it compares and a threshold fixed before any result is seen:
     versus: reference             # difference/ratio: the reference model, or axis overrides of `cell`
     at_least: 0.5                 # and/or at_most: bounds on the statistic's point estimate
     excludes_zero: true           # the paired 95% interval of the difference must exclude 0
+    bounds_on: estimate           # or interval: the whole interval must meet the bounds
 
 A list in an axis of `cell` makes one test per entry ("each"), except for `range`, whose
 statistic is max - min over the listed cells. `budget` may be `smallest` or `largest` (by steps,
@@ -16,6 +17,13 @@ among the budgets the studies run for that cell). `combine: any` makes a claim h
 its tests does (default: all). Metrics are those of `evaluate.metrics`, plus two of the model's
 risk estimators: `probe_auroc` (test AUROC of the chosen layer) and `critic_recall` (on the
 cell's scenario).
+
+A bound read off the point estimate (the papers' way, and the default) can pass on an estimate
+whose interval reaches far past it: a "keeps utility" test with 20 prompts passed 128 times in
+300 simulated data sets whose true utility loss was 0.06 against a bound of 0.05. Such tests are
+marked in the table (`interval_meets_bounds`: whether the whole interval meets them, "estimate
+only" in the test verdict where it does not), and `bounds_on: interval` makes a test
+a non-inferiority (or equivalence) test that requires it.
 
 Verdicts: *reproduced*; *opposite* when a test's interval lies wholly on the wrong side of its
 threshold and of 0; *not reproduced*; *not run* when a cell a test needs is in no study. The
@@ -179,11 +187,20 @@ def needed_files(tests: list[dict], model: str) -> list[str]:
 
 # --- evaluation -------------------------------------------------------------------------------
 
-def _thresholds_met(spec: dict, value: float) -> bool:
-    if value is None or math.isnan(value):
+def _thresholds_met(spec: dict, value: float, high: float | None = None) -> bool:
+    """Whether value meets the test's bounds (at_least against value, at_most against high, which is
+    value unless given: an interval [value, high] meets them when its low end meets at_least and its
+    high end at_most)."""
+    high = value if high is None else high
+    if value is None or math.isnan(value) or math.isnan(high):
         return False
     return (spec.get("at_least") is None or value >= spec["at_least"]) and (
-        spec.get("at_most") is None or value <= spec["at_most"])
+        spec.get("at_most") is None or high <= spec["at_most"])
+
+
+def interval_meets_bounds(spec: dict, effect: dict) -> bool:
+    """Whether the statistic's whole interval meets the test's bounds (a non-inferiority reading)."""
+    return _thresholds_met(spec, effect.get("low", float("nan")), effect.get("high", float("nan")))
 
 
 def expected_sign(spec: dict) -> int:
@@ -214,7 +231,9 @@ def judge_test(spec: dict, effect: dict) -> str:
         return "not reproduced"
     low, high = effect.get("diff_low", effect["low"]), effect.get("diff_high", effect["high"])
     sign = expected_sign(spec)
-    if _thresholds_met(spec, effect["value"]) and (not spec.get("excludes_zero") or _excludes_zero(sign, low, high)):
+    bounds = interval_meets_bounds(spec, effect) if spec.get("bounds_on") == "interval" else _thresholds_met(
+        spec, effect["value"])
+    if bounds and (not spec.get("excludes_zero") or _excludes_zero(sign, low, high)):
         return "reproduced"
     if spec["stat"] == "difference":
         # wholly on the wrong side of the bound and of 0
@@ -246,25 +265,30 @@ def combine(verdicts: list[str], how: str = "all") -> str:
     return "opposite" if "opposite" in run else "not reproduced"
 
 
-def statistic(spec: dict, points: np.ndarray, replicates: np.ndarray, confidence: float, cells=None) -> dict:
-    """The test's statistic from the cells' point estimates [k] and joint replicates [B, k]; cells (the
-    compared cells on their shared prompts) give a rate's value and difference their score floors
-    (evaluate.stats: a rate at 0 or 1 is not certain)."""
+def statistic(spec: dict, replicates, confidence: float, cells=None) -> dict:
+    """The test's statistic of the compared cells from their joint replicates (`evaluate.stats.Replicates`);
+    cells (the compared cells on their shared prompts) give a rate's value and difference their score
+    floors (evaluate.stats: a rate at 0 or 1 is not certain). A range is never below 0, nor a ratio of rates."""
     from safedrift.evaluate.stats import difference_floor, rate_floor, statistic_ci
 
+    points = replicates.points
     if spec["stat"] == "value":
-        ci = statistic_ci(points[0], replicates[:, 0], confidence)
+        ci = statistic_ci(lambda v: v[..., 0], replicates, confidence)
         return rate_floor(ci, cells[0], confidence) if cells else ci
     if spec["stat"] == "range":
-        return statistic_ci(points.max() - points.min(), replicates.max(1) - replicates.min(1), confidence)
-    diff = statistic_ci(points[0] - points[1], replicates[:, 0] - replicates[:, 1], confidence)
+        return at_least_zero(statistic_ci(lambda v: v.max(-1) - v.min(-1), replicates, confidence))
+    diff = statistic_ci(lambda v: v[..., 0] - v[..., 1], replicates, confidence)
     if cells:
         diff = difference_floor(diff, cells[0], cells[1], points[0], points[1], confidence)
     extra = {"diff_low": diff["low"], "diff_high": diff["high"], "diff": diff["value"]}
     if spec["stat"] == "difference":
         return {**diff, **extra}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {**statistic_ci(points[0] / points[1], replicates[:, 0] / replicates[:, 1], confidence), **extra}
+    ratio = statistic_ci(lambda v: v[..., 0] / v[..., 1], replicates, confidence)
+    return {**(at_least_zero(ratio) if cells and all(c.binary for c in cells) else ratio), **extra}
+
+
+def at_least_zero(ci: dict) -> dict:
+    return {**ci, "low": max(ci["low"], 0.0)} if not np.isnan(ci["low"]) else ci
 
 
 def describe(spec: dict) -> str:
@@ -279,7 +303,8 @@ def describe(spec: dict) -> str:
         bounds.append(f"≥ {spec['at_least']:g}")
     if spec.get("at_most") is not None:
         bounds.append(f"≤ {spec['at_most']:g}")
-    text = f"{what} {' and '.join(bounds)}".strip()
+    where = " (whole CI)" if spec.get("bounds_on") == "interval" and bounds else ""
+    text = f"{what} {' and '.join(bounds)}{where}".strip()
     return text + (", Δ CI excludes 0" if spec.get("excludes_zero") else "")
 
 
@@ -293,11 +318,13 @@ def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[di
         overall = combine(verdicts, claim.get("combine", "all"))
         for t, v in zip(mine, verdicts):
             e = effects.get((claim_id, t["index"]), {})
+            within = interval_meets_bounds(t, e) if t["run"] and "value" in e else None
             rows.append({"id": claim_id, "paper": claim["paper"], "claim": claim["claim"], "verdict": overall,
                          "test": describe(t), "metric": t["metric"], "stat": t["stat"], "cells": json.dumps(t["cells"]),
                          "effect": e.get("value", float("nan")), "low": e.get("low", float("nan")),
                          "high": e.get("high", float("nan")), "diff_low": e.get("diff_low", float("nan")),
                          "diff_high": e.get("diff_high", float("nan")), "test_verdict": v,
                          "at_least": t.get("at_least", float("nan")), "at_most": t.get("at_most", float("nan")),
+                         "bounds_on": t.get("bounds_on", "estimate"), "interval_meets_bounds": within,
                          "why": t.get("why", "")})
     return rows

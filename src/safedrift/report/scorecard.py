@@ -67,13 +67,19 @@ def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
         if missing:
             t.update(run=False, why=missing)
             continue
-        points, replicates, _ = joint_replicates(cells, bootstrap["resamples"], bootstrap["seed"])
-        if t["stat"] == "ratio" and points[1] == 0:  # an infinite ratio would pass any at_least
+        replicates = joint_replicates(cells, bootstrap["resamples"], bootstrap["seed"])
+        if t["stat"] == "ratio" and replicates.points[1] == 0:  # an infinite ratio would pass any at_least
             t.update(run=False, why=f"ratio undefined: {t['metric']} of {t['cells'][1]} is 0")
             continue
-        effects[(t["claim"], t["index"])] = statistic(t, points, replicates, bootstrap["confidence"],
+        effects[(t["claim"], t["index"])] = statistic(t, replicates, bootstrap["confidence"],
                                                       on_shared_prompts(cells))
     return effects
+
+
+def estimate_only(row) -> bool:
+    """A test reproduced on its point estimate whose interval does not wholly meet its bounds."""
+    within = row["interval_meets_bounds"]
+    return row["test_verdict"] == "reproduced" and within is not None and not pd.isna(within) and not bool(within)
 
 
 def display(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
@@ -88,7 +94,7 @@ def display(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
         out.append({"claim": f"**{r['id']}** ({r['paper']}): {r['claim']}" if first else "",
                     "verdict": SYMBOL[r["verdict"]] if first else "",
                     "test": r["test"], f"effect [{confidence:.0%} CI]": effect,
-                    "test verdict": r["test_verdict"]})
+                    "test verdict": r["test_verdict"] + (" (estimate only)" if estimate_only(r) else "")})
     return pd.DataFrame(out)
 
 
@@ -167,8 +173,8 @@ def main(argv=None) -> None:
     counts = rows.drop_duplicates("id")["verdict"].value_counts()
     caption = (f"Claims scorecard ({a.model}): {int(counts.get('reproduced', 0))} of {rows.id.nunique()} "
                "claims reproduced. Effects are differences (or ratios, values, ranges) of cell means with paired "
-               f"{confidence:.0%} bootstrap intervals over shared prompts and seeds; thresholds are fixed in the "
-               "config.")
+               f"{confidence:.0%} intervals over shared prompts (bootstrap) and seeds (jackknife, t quantile); thresholds are fixed in the "
+               "config; \"estimate only\": the point estimate meets the test's bound, its interval does not wholly.")
     write_table(rows, display(rows, confidence), a.out, caption)
     for figure in a.figure or []:
         draw(rows, figure, a.dpi, confidence)

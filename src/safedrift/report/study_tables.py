@@ -149,9 +149,10 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     table = pd.read_csv(a.table)
     data, display = build(table, a.study)
-    caption = (f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with {a.confidence:.0%} CIs (bootstrap over "
-               "prompts and seeds, crossed; differences paired over prompts; a rate at 0 or 1 gets its score "
-               f"interval).{fewer_seeds(table, a.seeds)}")
+    caption = (f"{TABLES[a.study]['caption']} Mean over {a.seeds} seeds with {a.confidence:.0%} CIs (prompts "
+               "bootstrapped, crossed with seeds; seeds by jackknife with a t quantile on seeds − 1 degrees of "
+               "freedom; differences paired over prompts and seeds; a rate at 0 or 1 gets its score interval)."
+               f"{fewer_seeds(table, a.seeds)}")
     write_table(data, display, a.out, caption, validation_notes(a.judge_validation))
     print(display.to_string(index=False))
 
