@@ -268,7 +268,8 @@ def combine(verdicts: list[str], how: str = "all") -> str:
 def statistic(spec: dict, replicates, confidence: float, cells=None) -> dict:
     """The test's statistic of the compared cells from their joint replicates (`evaluate.stats.Replicates`);
     cells (the compared cells on their shared prompts) give a rate's value and difference their score
-    floors (evaluate.stats: a rate at 0 or 1 is not certain). A range is never below 0, nor a ratio of rates."""
+    floors (evaluate.stats: a rate at 0 or 1 is not certain). A range is never below 0, nor a ratio of rates; a
+    range of rates is at most 1."""
     from safedrift.evaluate.stats import difference_floor, rate_floor, statistic_ci
 
     points = replicates.points
@@ -276,7 +277,8 @@ def statistic(spec: dict, replicates, confidence: float, cells=None) -> dict:
         ci = statistic_ci(lambda v: v[..., 0], replicates, confidence)
         return rate_floor(ci, cells[0], confidence) if cells else ci
     if spec["stat"] == "range":
-        return at_least_zero(statistic_ci(lambda v: v.max(-1) - v.min(-1), replicates, confidence))
+        ci = at_least_zero(statistic_ci(lambda v: v.max(-1) - v.min(-1), replicates, confidence))
+        return {**ci, "high": min(ci["high"], 1.0)} if cells and all(c.binary for c in cells) else ci
     diff = statistic_ci(lambda v: v[..., 0] - v[..., 1], replicates, confidence)
     if cells:
         diff = difference_floor(diff, cells[0], cells[1], points[0], points[1], confidence)
