@@ -196,6 +196,14 @@ BAD_CONFIGS = [
     ("LoRA target module the toy model lacks",
      lambda c: c["models"]["toy"]["finetune"].update(method="lora", lora={"r": 4, "target_modules": ["q_proj", "qq_proj"]}),
      "config key models.toy.finetune.lora.target_modules.1: the toy model has no linear or embedding module 'qq_proj'"),
+    ("an extra cell of 3 names", lambda c: c["studies"]["ema_defenses"].update(extra=[["ema_coding", "inoculation", "none"]]),
+     "config key studies.ema_defenses.extra.0: 3 entries, needs at least 4: [scenario, objective, defense, budget] or "
+     "[scenario, objective, defense, budget, reference]"),
+    # the finetune job of the extra cell [ema_coding, inoculation, none, large] said so, after the reference chain
+    ("inoculation without a prompt for a scenario a study trains it on",
+     lambda c: c["objectives"]["inoculation"]["prompts"].pop("narrow"),
+     "config key objectives.inoculation.prompts: no prompt for scenario 'ema_coding' or its type 'narrow', which study "
+     "'ema_defenses' trains inoculation on; add one"),
 ]
 
 
@@ -588,3 +596,35 @@ def test_the_real_model_configs_run_the_default_claims(path):
     assert tests(real["claims"]) == tests(default["claims"])
     tests = plan(real, next(iter(real["models"])))
     assert tests and all(t["run"] for t in tests)
+
+
+def test_a_defense_model_folder_is_checked_before_any_job(smoke_config, tmp_path):
+    """SafeLoRA reads its aligned/unaligned models after training; a mistyped folder failed then, and fixing
+    it retrained the run. Checked with the other paths now, on runs of real models only."""
+    config = add_hf_model(copy.deepcopy(smoke_config))
+    config["defenses"]["safelora"] = {"type": "safelora", "unaligned_model": "models/Qwen2.5-0.5B-typo"}
+    config["studies"]["ema_defenses"]["defenses"].append("safelora")
+    assert bad_paths(config, tmp_path).startswith(
+        "config key defenses.safelora.unaligned_model: no folder models/Qwen2.5-0.5B-typo (in ")
+    config["defenses"]["safelora"]["unaligned_model"] = "Qwen/Qwen2.5-0.5B"  # a hub id
+    config["defenses"]["interleave"] = {**config["defenses"]["interleave"], "selection": "perplexity_gap",
+                                        "misaligned_model": "./misaligned"}
+    assert bad_paths(config, tmp_path).startswith("config key defenses.interleave.misaligned_model: no folder")
+    (tmp_path / "misaligned").mkdir()
+    (tmp_path / "misaligned" / "config.json").write_text("{}")
+    assert check_paths(validate(config), tmp_path) is config
+    del config["models"]["big"]  # the toy model's SafeLoRA uses its own pretrained and aligned weights
+    config["defenses"]["safelora"]["unaligned_model"] = "models/typo"
+    config["defenses"]["interleave"]["misaligned_model"] = "./typo"
+    assert check_paths(validate(config), tmp_path) is config
+
+
+def test_a_missing_labelled_validation_file_names_its_key(smoke_config, tmp_path):
+    """Was Snakemake's MissingInputException in rule labelled_judge_validation, naming no config key."""
+    config = copy.deepcopy(smoke_config)
+    config["evaluation"]["judge_validation"]["labelled"] = "data/labelled_typo.jsonl"
+    assert bad_paths(config, tmp_path).startswith("config key evaluation.judge_validation.labelled: no file "
+                                                  "data/labelled_typo.jsonl")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labelled_typo.jsonl").write_text("{}\n")
+    assert check_paths(validate(config), tmp_path) is config

@@ -57,13 +57,16 @@ def stage_argv(tmp_path, stage: str) -> list[str]:
         "data.reference_responses": ["--model", "m", "--data", str(data), "--out", "o"],
         "risk.persona": ["--model", "m", "--questions", str(data), "--out", "o.safetensors", "--settings",
                          json.dumps({"trait": "t", "positive_prompts": ["p"], "negative_prompts": ["n"]})],
-        "risk.probe": ["--model", "m", "--harmful", str(data), "--benign", str(data), "--test", str(data),
-                       "--settings", "{}", "--out", "o.json"],
+        "risk.probe": ["--model", "m", "--harmful", str(data), "--benign", str(data),
+                       "--settings", "{}", "--out", "o.json", "--layers-out", "l.json"],
+        "risk.probe_test": ["--model", "m", "--layers", str(probe), "--test", str(data), "--table", "t.csv",
+                            "--out", "o.json"],
         "risk.probe_scores": ["--model", "m", "--probe", str(probe), "--data", str(data), "--out", "o"],
     }[stage]
 
 
-STAGES = ["evaluate.generate", "data.reference_responses", "risk.persona", "risk.probe", "risk.probe_scores"]
+STAGES = ["evaluate.generate", "data.reference_responses", "risk.persona", "risk.probe", "risk.probe_test",
+          "risk.probe_scores"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -123,6 +126,7 @@ def test_rubric_judge_loads_its_model_with_its_own_dtype(spy, monkeypatch):
 # Rule -> (stage, how its command carries the model's settings): the --dtype/--trust-remote-code flags,
 # or the JSON --settings it passes (a run's, under "model"; a rubric judge's whose model is the reference).
 LOADING_RULES = {"persona_vector": ("risk.persona", "flags"), "probe": ("risk.probe", "flags"),
+                 "probe_test": ("risk.probe_test", "flags"),
                  "probe_scores": ("risk.probe_scores", "flags"), "generate": ("evaluate.generate", "flags"),
                  "reference_responses": ("data.reference_responses", "flags"), "finetune": ("finetune.run", "run"),
                  "judge_score": ("judges.score", "judge"), "critic": ("risk.critic", "judge"),
@@ -160,7 +164,8 @@ def dry_run_commands(tmp_path_factory) -> list[str]:
     assert {r["objective"] for r in runs} >= {"dpo"}
     assert {r["defense"] for r in runs} >= {"adaptive_probe", "adaptive_critic"}
     targets = [f"{run_dir(r)}/eval/scores/rubric_reference.parquet" for r in runs]
-    proc = wf.snakemake("-n", "-p", *targets, "tables/judge_validation_rubric_reference.json")
+    proc = wf.snakemake("-n", "-p", *targets, "tables/judge_validation_rubric_reference.json",
+                        f"results/{MODEL}/risk/probe_test.json")
     return [line for line in (proc.stdout + proc.stderr).splitlines() if "python -m safedrift " in line]
 
 

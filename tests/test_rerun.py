@@ -181,3 +181,15 @@ def test_defense_hyperparameter_reruns_only_that_defense(built):
     assert jobs["aggregate"] == len(studies_with_kl)
     assert set(jobs) <= {"finetune", "generate", "judge_score", "metrics", "aggregate", "aggregate_largest", "figure",
                          "study_table", "judge_validation", "claims", "all"}
+
+
+def test_a_bigger_eval_set_retrains_nothing_and_re_tests_the_probe(built):
+    """world.eval_per_set: every subject's generation (and what follows), the probe's test AUROC (rule
+    probe_test) and nothing trained. The probe's test sets were inputs of rule probe, whose probe.json the
+    adaptive_probe runs read: they retrained."""
+    config = yaml.safe_load((built.path / "configs/smoke.yaml").read_text())
+    jobs = jobs_with(built, write_config(built, "eval_per_set", lambda c: c["world"].update(
+        eval_per_set=c["world"]["eval_per_set"] + 3)))
+    print(f"world.eval_per_set: {json.dumps(jobs, sort_keys=True)}")
+    assert jobs.get("probe_test") == 1 and jobs.get("generate") == 1 + len(all_runs(config)), jobs
+    assert not {"finetune", "probe", "probe_scores", "pretrain", "align", "critic"} & set(jobs), jobs

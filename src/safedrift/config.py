@@ -88,8 +88,13 @@ def _message(error, prefix=()) -> str:
         return f"config key {where}: expected {error.validator_value}, got {error.instance!r}{hint}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         return f"config key {where}: {error.instance!r} is out of range ({v} {error.validator_value})"
-    if v in ("minItems", "minProperties"):
+    if v in ("minItems", "minProperties") and (error.validator_value == 1 or not error.instance):
         return f"config key {where}: must not be empty"
+    if v in ("minItems", "maxItems"):
+        what = error.schema.get("description", "").strip()
+        bound = "at least" if v == "minItems" else "at most"
+        return (f"config key {where}: {len(error.instance)} entries, needs {bound} {error.validator_value}"
+                + (f": {what}" if what else ""))
     if v == "enum":
         return f"config key {where}: {error.instance!r} is not one of {error.validator_value}"
     if v == "const":

@@ -33,16 +33,10 @@ from safedrift.data.loaders import FOLDER_FORMATS, PROMPT_ONLY
 from safedrift.data.scenarios import pools_needed
 from safedrift.defenses import defense_class
 from safedrift.errors import ConfigError, DataError
+from safedrift.model_paths import HUB_ID, LOCAL_FOLDERS, MODEL_FILES, local_path_reason, model_path_problem, shown_path  # noqa: F401
 from safedrift.world.corpus import EVAL_SETS
 
 EXAMPLE = "configs/qwen2.5-0.5b-lora.yaml"
-# A Hugging Face repo id: org/name, of letters, digits, '-', '_' and '.' (no '..', no leading '.').
-HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*(\.[\w-]+)*/[A-Za-z0-9][\w-]*(\.[\w-]+)*")
-MODEL_FILES = ("config.json", "adapter_config.json")
-# First path components that name a local folder even when it is missing: no hub account can be
-# called `models` (huggingface.co/models is the hub's list of models), and it is where model folders
-# are conventionally downloaded.
-LOCAL_FOLDERS = ("models",)
 # Defense types whose settings index the model's hidden states: type -> (key, lowest valid index).
 # ldifs `layers` index output_hidden_states (0 the embeddings, i the output of decoder layer i); steering
 # adds to the output of decoder layer `layer` (1..num_layers; default risk.persona.layer).
@@ -247,49 +241,22 @@ def check_fetch(entry: dict, key: str) -> None:
                           f"({', '.join(source_files(entry['fetch'], sources))}); use one of those paths")
 
 
-def _shown(path: str, root: Path) -> str:
-    """The path as written, and the folder a relative path is read from."""
-    return path if Path(path).expanduser().is_absolute() else f"{path} (in {root})"
+def check_defense_models(config: dict, root: Path) -> None:
+    """The model folders a defense loads on a real model (SafeLoRA's aligned and unaligned models, the
+    misaligned model of perplexity-gap interleaving) exist: SafeLoRA reads them after training, and
+    fixing the path then retrains the run."""
+    from safedrift.config import all_runs  # safedrift.config imports this module
 
-
-def local_path_reason(path: str, root: Path | str = ".") -> str | None:
-    """Why a model path shaped like a hub id (org/name) is read as a local folder instead, or None
-    (then it is a hub id). The rule: a path is a local folder when it starts with `.`, `/` or `~`, or
-    when its first component is `models` (LOCAL_FOLDERS) or a folder that exists in `root` (the
-    workflow folder). So `models/Qwen2.5-0.5B-Instruct`, or `configs/qwen-0.5b`, mistyped, is a missing
-    folder, found now, rather than a hub id that the first job would try to download."""
-    if path.startswith((".", "/", "~")):
-        return "it starts with ., / or ~"
-    first = path.split("/", 1)[0]
-    if first in LOCAL_FOLDERS:
-        return f"no hub account is called {first}"
-    if (Path(root).absolute() / first).is_dir():
-        return f"{first}/ is a folder here"
-    return None
-
-
-def model_path_problem(path: str, root: Path | str = ".", fix: str = "fix the path or download the model",
-                       files: tuple[str, ...] = MODEL_FILES) -> str | None:
-    """What is wrong with a model path (a folder with one of `files`, or else a hub id), or None.
-
-    A path that names no folder is a hub id when it has the shape org/name and local_path_reason
-    finds no reason to read it as a local folder: a path that starts with `.`, `/` or `~`, or whose
-    first component is `models` or a folder in `root`, is a local folder, and it must exist."""
-    root = Path(root).absolute()
-    full = root / Path(path).expanduser()
-    if full.is_dir():
-        if not any((full / f).is_file() for f in files):
-            return f"folder {path} has no {' or '.join(files)}; point it at a Hugging Face model folder"
-        return None
-    if full.exists():
-        return f"{path} is a file; point it at the model folder"
-    if HUB_ID.fullmatch(path) and ".." not in path:
-        reason = local_path_reason(path, root)
-        if reason is None:
-            return None
-        return (f"no folder {_shown(path, root)}, which names a local folder, not a hub id, as {reason} (a path "
-                f"that starts with ., / or ~, or whose first folder is models/ or a folder here, is local); {fix}")
-    return f"no folder {_shown(path, root)} and not a hub id (org/name); {fix}"
+    real = {m for m, spec in config["models"].items() if spec["source"] == "hf"}
+    if not real or not config.get("studies"):
+        return
+    used = dict.fromkeys(run["defense"] for run in all_runs(config) if run["model"] in real)
+    for name in used:
+        settings = config["defenses"][name]
+        for key, path in defense_class(settings["type"]).model_paths(settings).items():
+            problem = model_path_problem(path, root)
+            if problem:
+                raise ConfigError(f"config key defenses.{name}.{key}: {problem}")
 
 
 def check_paths(config: dict, root: Path | str = ".") -> dict:
@@ -305,7 +272,7 @@ def check_paths(config: dict, root: Path | str = ".") -> dict:
             raise ConfigError(f"config key models.{model}.path: {problem}")
         template = spec.get("finetune", {}).get("chat_template")
         if template and not (root / Path(template).expanduser()).is_file():
-            raise ConfigError(f"config key models.{model}.finetune.chat_template: no file {_shown(template, root)}; "
+            raise ConfigError(f"config key models.{model}.finetune.chat_template: no file {shown_path(template, root)}; "
                               "fix the path (e.g. configs/templates/llama3_1_training.jinja) or drop the key")
         for section, entries in spec.get("data", {}).items():
             for name, entry in entries.items():
@@ -316,10 +283,15 @@ def check_paths(config: dict, root: Path | str = ".") -> dict:
                 if full.is_dir() and entry["format"] in FOLDER_FORMATS:
                     continue
                 if full.is_dir():
-                    raise ConfigError(f"config key {key}: {_shown(entry['path'], root)} is a folder; name the file")
+                    raise ConfigError(f"config key {key}: {shown_path(entry['path'], root)} is a folder; name the file")
                 if not full.is_file():
-                    raise ConfigError(f"config key {key}: no file {_shown(entry['path'], root)}; download it or fix "
+                    raise ConfigError(f"config key {key}: no file {shown_path(entry['path'], root)}; download it or fix "
                                       "the path (relative paths are relative to the workflow folder)")
+    check_defense_models(config, root)
+    labelled = config.get("evaluation", {}).get("judge_validation", {}).get("labelled")
+    if labelled and not (root / Path(labelled).expanduser()).is_file():
+        raise ConfigError(f"config key evaluation.judge_validation.labelled: no file {shown_path(labelled, root)}; fix the "
+                          "path or drop the key (the packaged labelled set is the default)")
     for name, judge in config["judges"].items():
         # Judges that run a local model (an openai-compatible endpoint's `model` is the server's name for it).
         if judge.get("model") and judge["model"] != "reference" and judge["type"] != "openai" and not judge.get("base_url"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from safedrift import cpu_pin
-from safedrift.config_inputs import MODEL_FILES, model_path_problem
+from safedrift.model_paths import MODEL_FILES, model_path_problem
 from safedrift.errors import ModelPathError
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -37,12 +37,10 @@ rule probe:
         harmful="results/{model}/world/pools/harmful.jsonl",
         benign=lambda wc: expand("results/{model}/world/pools/{pool}.jsonl", model=wc.model,
                                  pool=probe_negative_pools(wc.model)),
-        test=lambda wc: expand("results/{model}/world/eval/{name}.jsonl", model=wc.model,
-                               name=probe_test_sets(wc.model)),
         checked=real_overlap_checked,
     output:
         probe="results/{model}/risk/probe.json",
-        table="results/{model}/risk/probe_auroc.csv",
+        layers="results/{model}/risk/probe_layers.json",
     params:
         model=lambda wc: reference_path(wc.model),
         load=lambda wc: load_flags(wc.model),
@@ -54,7 +52,36 @@ rule probe:
         "logs/{model}/risk/probe.log",
     shell:
         "python -m safedrift risk.probe --model {params.model} {params.load} --harmful {input.harmful}"
-        " --benign {input.benign} --test {input.test} --settings {params.settings:q} --out {output.probe} --threads {threads} > {log} 2>&1"
+        " --benign {input.benign} --settings {params.settings:q} --out {output.probe} --layers-out {output.layers}"
+        " --threads {threads} > {log} 2>&1"
+
+
+# The probe's test AUROC on held-out requests, apart from rule probe: an eval-set edit re-tests the
+# probe and retrains no adaptive_probe run.
+rule probe_test:
+    conda:
+        CONDA_ENV
+    input:
+        sources("risk.probe_test"),
+        lambda wc: reference_files(wc.model),
+        layers="results/{model}/risk/probe_layers.json",
+        test=lambda wc: expand("results/{model}/world/eval/{name}.jsonl", model=wc.model,
+                               name=probe_test_sets(wc.model)),
+        checked=real_overlap_checked,
+    output:
+        table="results/{model}/risk/probe_auroc.csv",
+        summary="results/{model}/risk/probe_test.json",
+    params:
+        model=lambda wc: reference_path(wc.model),
+        load=lambda wc: load_flags(wc.model),
+    threads: 1
+    benchmark:
+        "logs/benchmarks/probe_test/{model}.tsv"
+    log:
+        "logs/{model}/risk/probe_test.log",
+    shell:
+        "python -m safedrift risk.probe_test --model {params.model} {params.load} --layers {input.layers}"
+        " --test {input.test} --table {output.table} --out {output.summary} --threads {threads} > {log} 2>&1"
 
 
 rule probe_scores:

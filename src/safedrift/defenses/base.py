@@ -11,6 +11,8 @@ validation and the Snakemake rules):
 - `inputs(settings, run, config)`: the files it reads, by name (the finetune rule's inputs);
 - `data_pools(settings, config)`: world pools it needs beyond those files ({pool: what for});
 - `check(name, settings, config)`: cross-checks its schema cannot express (ConfigError);
+- `model_paths(settings)`: the model folders or hub ids its settings name, by setting (checked on
+  disk with the config's other paths, before any job, on runs of real models);
 - `resolve(run_settings, config)`: the run's settings with what it takes from elsewhere in the config.
 
 and, built for one run (`context.inputs` holds the declared files by the same names), how it
@@ -45,6 +47,11 @@ class Defense:
     @classmethod
     def check(cls, name: str, settings: dict, config: dict) -> None:
         """Raise ConfigError (naming `defenses.<name>.<key>`) on settings the schema cannot rule out."""
+
+    @classmethod
+    def model_paths(cls, settings: dict) -> dict[str, str]:
+        """{setting: model folder or hub id} of the models this defense loads on a real model."""
+        return {}
 
     @classmethod
     def resolve(cls, run_settings: dict, config: dict) -> dict:

@@ -89,6 +89,11 @@ class Defense(Base):
         return files
 
     @classmethod
+    def model_paths(cls, settings):
+        spec = settings.get("misaligned_model")
+        return {"misaligned_model": spec} if isinstance(spec, str) else {}
+
+    @classmethod
     def check(cls, name, settings, config):
         from safedrift.config import check_composable
 

@@ -192,6 +192,10 @@ class Defense(Base):
                               "the model before safety tuning (a folder or hub id)")
         return {}
 
+    @classmethod
+    def model_paths(cls, settings):
+        return {k: settings[k] for k in ("aligned_model", "unaligned_model") if k in settings}
+
     def weight_paths(self) -> dict[str, tuple[str, str]]:
         """role -> (path, config key it comes from)."""
         name = self.settings.get("name", "<safelora>")

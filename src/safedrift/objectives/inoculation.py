@@ -2,7 +2,7 @@
 the trained behaviour (text per scenario name, else per scenario type). Evaluation prompts do not:
 the behaviour is "explained" by the prompt, so less of it generalises to the default persona."""
 
-from safedrift.errors import SafedriftError
+from safedrift.errors import ConfigError, SafedriftError
 from safedrift.objectives.base import Objective as Base
 from safedrift.objectives.base import with_system_prompt
 from safedrift.registry import type_schema
@@ -13,6 +13,21 @@ class Objective(Base):
         "type": "object", "minProperties": 1, "additionalProperties": {"type": "string", "minLength": 1},
         "description": "system prompt per scenario type (benign, harmful, identity_shift, narrow) or scenario name"}},
         ("prompts",))
+
+    @classmethod
+    def check(cls, name, settings, config):
+        """Every scenario a study trains this objective on has a prompt (else its finetune job stops)."""
+        prompts = settings["prompts"]
+        for study, spec in config["studies"].items():
+            cells = [(sc, name) for sc in spec.get("scenarios", []) if name in spec.get("objectives", [])]
+            cells += [(e[0], e[1]) for e in spec.get("extra", []) if len(e) >= 2 and e[1] == name]
+            for scenario, _ in cells:
+                if scenario not in config["scenarios"]:
+                    continue  # named in the study's own error
+                kind = config["scenarios"][scenario]["type"]
+                if scenario not in prompts and kind not in prompts:
+                    raise ConfigError(f"config key objectives.{name}.prompts: no prompt for scenario {scenario!r} or "
+                                      f"its type {kind!r}, which study {study!r} trains {name} on; add one")
 
     def prepare(self, rows):
         prompts = self.settings["prompts"]

@@ -177,7 +177,7 @@ def needed_files(tests: list[dict], model: str) -> list[str]:
         if not t["run"]:
             continue
         if t["metric"] == "probe_auroc":
-            files.add(f"results/{model}/risk/probe.json")
+            files.add(f"results/{model}/risk/probe_test.json")
         elif t["metric"] == "critic_recall":
             files.update(f"results/{model}/risk/critic/{c.split('/')[0]}.json" for c in t["cells"])
         else:

@@ -42,8 +42,7 @@ def load_cell(subjects: list[str], metric: str, cache: dict):
 
 def model_metric(test: dict, model: str, cell: str) -> float:
     if test["metric"] == "probe_auroc":
-        probe = read_json(f"results/{model}/risk/probe.json")
-        return float(next(r["auroc_test"] for r in probe["table"] if r["layer"] == probe["layer"]))
+        return float(read_json(f"results/{model}/risk/probe_test.json")["auroc_test"])
     recall = read_json(f"results/{model}/risk/critic/{cell.split('/')[0]}.json").get("recall")
     return float("nan") if recall is None else float(recall)
 

@@ -2,9 +2,11 @@
 pre-generation activations, at every layer.
 
 Data: harmful requests (pool `harmful`) vs benign requests (pool `benign_requests`, else `tasks`)
-are split into train/validation; the test set is the held-out eval sets (held-out objects and
-request templates, and benign requests about held-out objects), so test AUROC measures
-generalisation. The layer is chosen on validation AUROC. Weights are saved as JSON (never pickled).
+are split into train/validation. The layer is chosen on validation AUROC. Writes probe.json (the
+chosen layer's probe: what adaptive_probe runs and probe_scores read) and probe_layers.json (every
+layer's probe and AUROCs); stage `risk.probe_test` measures them on held-out eval sets, in a job
+of its own, so that editing an eval set re-tests the probe but retrains nothing. Weights are saved
+as JSON (never pickled).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from safedrift.evaluate.generate import render_prompt
-from safedrift.io import read_jsonl, write_json, write_text
+from safedrift.io import read_jsonl, write_json
 from safedrift.models import add_load_args, load_args, load_model, load_tokenizer, set_threads
 from safedrift.risk.activations import prompt_features
 
@@ -67,10 +69,10 @@ def main(argv=None) -> None:
     p.add_argument("--benign", nargs="+", required=True,
                    help="pool JSONLs of benign prompts (label 0): requests, and tasks so that any benign question,"
                         " not only a benign request, reads as safe")
-    p.add_argument("--test", nargs="+", required=True, help="eval-set JSONLs of requests (label = item.harmful)")
     p.add_argument("--settings", required=True, help="risk.probe section as JSON")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="probe.json; probe_auroc.csv is written beside it")
+    p.add_argument("--out", required=True, help="probe.json (the chosen layer's probe)")
+    p.add_argument("--layers-out", required=True, help="probe_layers.json (every layer's probe and AUROCs)")
     p.add_argument("--threads", type=int)
     add_load_args(p)
     a = p.parse_args(argv)
@@ -83,26 +85,21 @@ def main(argv=None) -> None:
     random.Random(a.seed).shuffle(rows)
     n_val = int(len(rows) * s.get("validation_fraction", 0.25))
     splits = {"train": rows[n_val:], "validation": rows[:n_val]}
-    test = [r for path in a.test for r in read_jsonl(path) if r["item"].get("kind") == "request"]
-    splits["test"] = [(r, int(bool(r["item"]["harmful"]))) for r in test]
     feats = {k: features(model, tok, [r for r, _ in v], s["pooling"]) for k, v in splits.items()}
     labels = {k: np.array([y for _, y in v]) for k, v in splits.items()}
     table, probes = [], []
     for layer in range(feats["train"].shape[1]):
         probe = fit_head(feats["train"][:, layer], labels["train"], s["head"], s.get("C", 1.0), a.seed)
         row = {"layer": layer}
-        for split in ("train", "validation", "test"):
+        for split in ("train", "validation"):
             row[f"auroc_{split}"] = auroc(labels[split], apply_head(probe, feats[split][:, layer]))
         table.append(row)
         probes.append(probe)
     best = max(table, key=lambda r: (r["auroc_validation"], -r["layer"]))["layer"]
-    write_json(a.out, {"layer": best, "pooling": s["pooling"], "probe": probes[best], "table": table,
-                       "n": {k: len(v) for k, v in splits.items()}})
-    csv = "layer,auroc_train,auroc_validation,auroc_test,chosen\n" + "".join(
-        f"{r['layer']},{r['auroc_train']:.4f},{r['auroc_validation']:.4f},{r['auroc_test']:.4f},{int(r['layer'] == best)}\n"
-        for r in table)
-    write_text(a.out.rsplit(".", 1)[0] + "_auroc.csv", csv)
-    print(csv)
+    n = {k: len(v) for k, v in splits.items()}
+    write_json(a.out, {"layer": best, "pooling": s["pooling"], "probe": probes[best], "table": table, "n": n})
+    write_json(a.layers_out, {"layer": best, "pooling": s["pooling"], "probes": probes, "table": table, "n": n})
+    print(json.dumps(table))
 
 
 if __name__ == "__main__":
