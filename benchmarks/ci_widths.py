@@ -1,4 +1,4 @@
-"""CI widths of study cells: the crossed bootstrap (evaluate.stats, today) against the nested one the
+"""CI widths of study cells: the crossed interval (evaluate.stats, today) against the nested bootstrap the
 pipeline used before (prompts resampled independently for every seed), on the same metric rows.
 
     python benchmarks/ci_widths.py results/studies/objectives.csv [--cells 'harmful/sft/none/large:asr' ...]

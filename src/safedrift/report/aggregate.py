@@ -2,9 +2,9 @@
 
 Input: the `metrics_rows.parquet` of every run of the study (one row per metric, prompt and
 sample) and of the reference. Each (model, [reference,] scenario, objective, defense, budget) cell
-pools its seeds; its interval is the crossed bootstrap of `evaluate.stats` (prompts drawn once per
-replicate for every seed, seeds drawn with replacement). The reference is a cell with objective
-and defense "reference".
+pools its seeds; its interval is the crossed interval of `evaluate.stats` (prompts bootstrapped,
+drawn once per replicate for every seed; seeds by their delete-one jackknife with a t quantile).
+The reference is a cell with objective and defense "reference".
 
 Reference variants (references:, e.g. Vaccine): a study that fine-tunes from more than the default
 reference gets a `reference` column (after `model`) naming each row's variant; each variant's
