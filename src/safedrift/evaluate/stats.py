@@ -161,15 +161,20 @@ def _leave_one_seed_out(cell: Cell) -> np.ndarray:
 class Replicates:
     """What an interval of a statistic of k cells is computed from (module docstring).
 
-    points: [k] the cells' point estimates; prompt: [B, k] their bootstrap replicates under the same
+    cells: the cells' observed parts on the prompts every one of them observed (on_shared_prompts);
+    points: [k] their point estimates; prompt: [B, k] their bootstrap replicates under the same
     prompt draws, every seed kept; leave_one_out: one [k_g, k] array per seed tuple with k_g >= 2
-    seeds, the points with one of its seeds left out of every cell that has that tuple; shared: the
-    number of prompts every cell observed (0: no estimate)."""
+    seeds, the points with one of its seeds left out of every cell that has that tuple."""
 
+    cells: list
     points: np.ndarray
     prompt: np.ndarray
     leave_one_out: tuple
-    shared: int
+
+    @property
+    def shared(self) -> int:
+        """The number of prompts every cell observed (0: no estimate)."""
+        return len(self.cells[0].prompts)
 
 
 def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -288,7 +293,7 @@ def joint_replicates(cells: list[Cell], resamples: int = 1000, seed: int = 0) ->
     cells = on_shared_prompts(cells)
     shared = cells[0].prompts
     if not shared:
-        return Replicates(np.full(len(cells), np.nan), np.full((resamples, len(cells)), np.nan), (), 0)
+        return Replicates(cells, np.full(len(cells), np.nan), np.full((resamples, len(cells)), np.nan), ())
     points = np.array([_point(c) for c in cells])
     weights = _prompt_weights(np.random.default_rng(seed), len(shared), resamples)
     prompt = np.stack([_replicates(c, weights) for c in cells], axis=1)
@@ -301,7 +306,7 @@ def joint_replicates(cells: list[Cell], resamples: int = 1000, seed: int = 0) ->
             if c.seeds == seeds:
                 rows[:, j] = _leave_one_seed_out(c)
         leave_one_out.append(rows)
-    return Replicates(points, prompt, tuple(leave_one_out), len(shared))
+    return Replicates(cells, points, prompt, tuple(leave_one_out))
 
 
 def statistic_ci(statistic, replicates: Replicates, confidence: float = 0.95) -> dict:
@@ -330,7 +335,7 @@ def difference_ci(a: Cell, b: Cell, resamples: int = 1000, confidence: float = 0
     b also has; NaNs when the cells share no observed prompt."""
     replicates = joint_replicates([a, b], resamples, seed)
     ci = statistic_ci(lambda v: v[..., 0] - v[..., 1], replicates, confidence)
-    observed, other = on_shared_prompts([a, b])
+    observed, other = replicates.cells
     ci = difference_floor(ci, observed, other, *replicates.points, confidence)
     shared = replicates.shared
     return {**ci, "n": observed.n if shared else 0, "unscored": int(a.missing + b.missing),

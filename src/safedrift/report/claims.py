@@ -265,28 +265,27 @@ def combine(verdicts: list[str], how: str = "all") -> str:
     return "opposite" if "opposite" in run else "not reproduced"
 
 
-def statistic(spec: dict, replicates, confidence: float, cells=None) -> dict:
-    """The test's statistic of the compared cells from their joint replicates (`evaluate.stats.Replicates`);
-    cells (the compared cells on their shared prompts) give a rate's value and difference their score
-    floors (evaluate.stats: a rate at 0 or 1 is not certain). A range is never below 0, nor a ratio of rates; a
-    range of rates is at most 1."""
+def statistic(spec: dict, replicates, confidence: float) -> dict:
+    """The test's statistic of the compared cells from their joint replicates (`evaluate.stats.Replicates`,
+    which holds the cells on their shared prompts): a rate's value and a difference of rates get their
+    score floors (evaluate.stats: a rate at 0 or 1 is not certain). A range is never below 0, nor a ratio
+    of rates; a range of rates is at most 1."""
     from safedrift.evaluate.stats import difference_floor, rate_floor, statistic_ci
 
-    points = replicates.points
+    cells, points = replicates.cells, replicates.points
+    rates = all(c.binary for c in cells)
     if spec["stat"] == "value":
-        ci = statistic_ci(lambda v: v[..., 0], replicates, confidence)
-        return rate_floor(ci, cells[0], confidence) if cells else ci
+        return rate_floor(statistic_ci(lambda v: v[..., 0], replicates, confidence), cells[0], confidence)
     if spec["stat"] == "range":
         ci = at_least_zero(statistic_ci(lambda v: v.max(-1) - v.min(-1), replicates, confidence))
-        return {**ci, "high": min(ci["high"], 1.0)} if cells and all(c.binary for c in cells) else ci
+        return {**ci, "high": min(ci["high"], 1.0)} if rates else ci
     diff = statistic_ci(lambda v: v[..., 0] - v[..., 1], replicates, confidence)
-    if cells:
-        diff = difference_floor(diff, cells[0], cells[1], points[0], points[1], confidence)
+    diff = difference_floor(diff, cells[0], cells[1], points[0], points[1], confidence)
     extra = {"diff_low": diff["low"], "diff_high": diff["high"], "diff": diff["value"]}
     if spec["stat"] == "difference":
         return {**diff, **extra}
     ratio = statistic_ci(lambda v: v[..., 0] / v[..., 1], replicates, confidence)
-    return {**(at_least_zero(ratio) if cells and all(c.binary for c in cells) else ratio), **extra}
+    return {**(at_least_zero(ratio) if rates else ratio), **extra}
 
 
 def at_least_zero(ci: dict) -> dict:

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from safedrift.evaluate.stats import cell_from_records, joint_replicates, on_shared_prompts
+from safedrift.evaluate.stats import cell_from_records, joint_replicates
 from safedrift.io import read_json
 from safedrift.report.aggregate import load_rows
 from safedrift.report.claims import claim_rows, statistic
@@ -70,8 +70,7 @@ def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
         if t["stat"] == "ratio" and replicates.points[1] == 0:  # an infinite ratio would pass any at_least
             t.update(run=False, why=f"ratio undefined: {t['metric']} of {t['cells'][1]} is 0")
             continue
-        effects[(t["claim"], t["index"])] = statistic(t, replicates, bootstrap["confidence"],
-                                                      on_shared_prompts(cells))
+        effects[(t["claim"], t["index"])] = statistic(t, replicates, bootstrap["confidence"])
     return effects
 
 

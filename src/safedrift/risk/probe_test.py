@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from safedrift.io import read_json, read_jsonl, write_json, write_text
 from safedrift.models import add_load_args, load_args, load_model, load_tokenizer, set_threads
@@ -31,7 +30,6 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     set_threads(a.threads)
     fitted = read_json(a.layers)
-    torch.manual_seed(0)
     tok = load_tokenizer(a.model, trust_remote_code=a.trust_remote_code)
     model = load_model(a.model, **load_args(a)).eval()
     test = [r for path in a.test for r in read_jsonl(path) if r["item"].get("kind") == "request"]
