@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from safedrift.composition import check_composable
 from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_layers, check_model_data,  # noqa: F401
                                      check_paths, check_toy_lora, toy_layers)  # check_paths: API
 from safedrift.defenses import DEFENSES, defense_class
@@ -352,17 +353,6 @@ def claim_metric_problem(config: dict, metric: str) -> str | None:
             return (f"{metric!r}: no jailbreak family {name!r} (jailbreak_asr/<family>; the toy world's and "
                     f"safedrift.data.attacks': {', '.join(families)}); fix the name")
     return None
-
-
-def check_composable(config, run, where) -> None:
-    """ConfigError unless the run's defense composes with its objective's family (Defense.composes_with)."""
-    objective = config["objectives"][run["objective"]]["type"]
-    defense = config["defenses"][run["defense"]]["type"]
-    family, composes_with = objective_class(objective).family, defense_class(defense).composes_with
-    if family not in composes_with:
-        raise ConfigError(f"config key {where}: defense {run['defense']!r} ({defense}) does not compose with objective "
-                          f"{run['objective']!r} ({objective}, family {family}); use it with an objective of family "
-                          f"{' or '.join(composes_with)} or move the pair to a study without it")
 
 
 # --- runs ----------------------------------------------------------------------------------

@@ -177,6 +177,17 @@ def _layer_error(key: str, value: int, model: str, count: tuple[int, str], low: 
                        f"pick one in {low}..{n}")
 
 
+def models_of_defenses(config: dict) -> dict[str, tuple[str, ...]]:
+    """{defense name: the models of the runs that use it, in run order}: the models a defense's
+    settings (layers, model folders) must fit."""
+    from safedrift.config import all_runs  # safedrift.config imports this module
+
+    models_of: dict[str, dict] = {}
+    for run in all_runs(config):
+        models_of.setdefault(run["defense"], {})[run["model"]] = None
+    return {name: tuple(models) for name, models in models_of.items()}
+
+
 def check_layers(config: dict, layers: dict[str, tuple[int, str]]) -> None:
     """The layer indices the config sets lie within the layers of every model in `layers` that uses
     them: `risk.persona.layer` (every model: the persona vector and every evaluation's projection),
@@ -184,20 +195,16 @@ def check_layers(config: dict, layers: dict[str, tuple[int, str]]) -> None:
     with an IndexError, or the first training step does."""
     if not layers:  # no model whose layers are known (check_paths on a config of hub ids)
         return
-    from safedrift.config import all_runs  # safedrift.config imports this module
-
     persona = config["risk"]["persona"]["layer"]
     for model, count in layers.items():
         if persona > count[0]:
             raise _layer_error("risk.persona.layer", persona, model, count, 0)
-    models_of = {}
-    for run in all_runs(config):
-        models_of.setdefault(run["defense"], []).append(run["model"])
+    models_of = models_of_defenses(config)
     for name, settings in config["defenses"].items():
         if settings["type"] not in LAYER_SETTINGS:
             continue
         key, low = LAYER_SETTINGS[settings["type"]]
-        for model in dict.fromkeys(models_of.get(name, [])):
+        for model in models_of.get(name, ()):
             if model not in layers:
                 continue
             n = layers[model][0]
@@ -245,13 +252,10 @@ def check_defense_models(config: dict, root: Path) -> None:
     """The model folders a defense loads on a real model (SafeLoRA's aligned and unaligned models, the
     misaligned model of perplexity-gap interleaving) exist: SafeLoRA reads them after training, and
     fixing the path then retrains the run."""
-    from safedrift.config import all_runs  # safedrift.config imports this module
-
     real = {m for m, spec in config["models"].items() if spec["source"] == "hf"}
-    if not real or not config.get("studies"):
-        return
-    used = dict.fromkeys(run["defense"] for run in all_runs(config) if run["model"] in real)
-    for name in used:
+    for name, models in models_of_defenses(config).items():
+        if real.isdisjoint(models):
+            continue
         settings = config["defenses"][name]
         for key, path in defense_class(settings["type"]).model_paths(settings).items():
             problem = model_path_problem(path, root)

@@ -83,7 +83,7 @@ class Defense(Base):
         files = {pool: f"results/{run['model']}/world/pools/{pool}.jsonl" for pool in (REFUSAL_POOL, TASK_POOL)}
         spec = settings.get("misaligned_model")
         if isinstance(spec, dict):  # a run of this workflow: same model, scenario, budget and seed
-            from safedrift.config import run_dir
+            from safedrift.layout import run_dir
 
             files["misaligned_model"] = f"{run_dir({**run, 'objective': spec['objective'], 'defense': spec['defense']})}/model"
         return files
@@ -95,7 +95,7 @@ class Defense(Base):
 
     @classmethod
     def check(cls, name, settings, config):
-        from safedrift.config import check_composable
+        from safedrift.composition import check_composable
 
         key = f"config key defenses.{name}.misaligned_model"
         spec = settings.get("misaligned_model")

@@ -120,7 +120,7 @@ def question_text(messages: list[dict]) -> str:
 def reference_model(model: str, config: dict) -> tuple[str, list[str]]:
     """(the folder or hub id that 'reference' stands for in `model`'s runs, the files a job waits for):
     a toy model's pipeline-built reference, or an hf model's own path."""
-    from safedrift.config import reference_model as default_reference  # config imports the judges
+    from safedrift.layout import reference_model as default_reference  # not via config: its checks are no job's code
 
     return default_reference(config, model)
 
