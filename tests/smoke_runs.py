@@ -17,7 +17,6 @@ def settings_for(smoke, defense: dict, method: str = "full", steps: int = 6, sce
     config["models"]["toy"]["finetune"]["method"] = method
     settings = run_settings(config, "toy", scenario, "sft", "under_test", "large", 0)
     settings["budget"]["steps"] = steps
-    settings["model"]["finetune"]["checkpoint_every"] = 0
     return config, settings
 
 

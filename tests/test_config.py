@@ -562,6 +562,25 @@ def test_changing_evaluation_settings_changes_no_run_settings(smoke_config):
     assert changed == set()
 
 
+@pytest.mark.parametrize("edit", [
+    lambda ft: ft.update(checkpoint_every=7),                      # how often a job saves resumable state
+    lambda ft: ft.update(lora={"r": 4, "alpha": 8}),               # a lora block under method: full
+    lambda ft: ft.update(reference_logprobs=False),                # the KL cache: an input of the KL runs only
+], ids=["checkpoint_every", "lora_under_full", "reference_logprobs"])
+def test_finetune_keys_that_change_no_weight_change_no_run_settings(smoke_config, edit):
+    """A key that changes no weight of a run must not be in its params: changing it retrained every run."""
+    assert smoke_config["models"]["toy"]["finetune"]["method"] == "full"
+    changed, _ = changed_runs(smoke_config, lambda c: edit(c["models"]["toy"]["finetune"]))
+    assert changed == set()
+
+
+def test_a_lora_block_is_in_the_settings_of_lora_runs(smoke_config):
+    config = copy.deepcopy(smoke_config)
+    config["models"]["toy"]["finetune"].update(method="lora", lora={"r": 4, "alpha": 8})
+    changed, _ = changed_runs(config, lambda c: c["models"]["toy"]["finetune"]["lora"].update(r=2))
+    assert changed and changed == set(settings_by_run(config))
+
+
 def test_run_settings_name_every_variant_and_the_seed(smoke_config):
     settings = run_settings(smoke_config, "toy", "harmful", "sft", "kl", "large", 0)
     assert settings["defense"] == {"name": "kl", **smoke_config["defenses"]["kl"]}

@@ -28,14 +28,13 @@ def run_inputs(smoke):
     config = yaml.safe_load((smoke.path / "configs/smoke.yaml").read_text())
     settings = run_settings(config, "toy", "harmful", "sft", "kl", "large", 0)
     settings["budget"]["steps"] = STEPS
-    settings["model"]["finetune"]["checkpoint_every"] = CHECKPOINT_EVERY
     return smoke.path, settings
 
 
 def finetune_cmd(root, settings, out):
     return [sys.executable, "-m", "safedrift", "finetune.run", "--settings", json.dumps(settings),
             "--data", str(root / "results/toy/data/harmful.jsonl"), "--reference", str(root / "results/toy/reference"),
-            "--out", str(out), "--threads", "1"]
+            "--out", str(out), "--checkpoint-every", str(CHECKPOINT_EVERY), "--threads", "1"]
 
 
 def weights(out):

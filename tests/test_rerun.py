@@ -193,3 +193,23 @@ def test_a_bigger_eval_set_retrains_nothing_and_re_tests_the_probe(built):
     print(f"world.eval_per_set: {json.dumps(jobs, sort_keys=True)}")
     assert jobs.get("probe_test") == 1 and jobs.get("generate") == 1 + len(all_runs(config)), jobs
     assert not {"finetune", "probe", "probe_scores", "pretrain", "align", "critic"} & set(jobs), jobs
+
+
+def test_finetune_execution_keys_retrain_only_what_reads_them(built):
+    """checkpoint_every (resumable state), a lora block under method: full, and reference_logprobs
+    (the KL runs' cache) were in every run's params: changing any retrained every run. Now the first
+    two rerun nothing and the cache switch reruns only the runs that read it."""
+    config = yaml.safe_load((built.path / "configs/smoke.yaml").read_text())
+    assert config["models"]["toy"]["finetune"]["method"] == "full"
+    edits = {"checkpoint_every": lambda ft: ft.update(checkpoint_every=ft["checkpoint_every"] + 3),
+             "lora": lambda ft: ft.update(lora={"r": 2, "alpha": 4})}
+    for name, edit in edits.items():
+        jobs = jobs_with(built, write_config(built, f"ft_{name}", lambda c: edit(c["models"]["toy"]["finetune"])))
+        print(f"models.toy.finetune.{name}: {json.dumps(jobs, sort_keys=True)}")
+        assert jobs == {}, (name, jobs)
+    cached = [r for r in all_runs(config) if config["defenses"][r["defense"]]["type"] in ("kl", "adaptive")
+              or config["objectives"][r["objective"]]["type"] == "kl_sft"]
+    jobs = jobs_with(built, write_config(built, "ft_cache", lambda c: c["models"]["toy"]["finetune"].update(
+        reference_logprobs=False)))
+    print(f"models.toy.finetune.reference_logprobs: {json.dumps(jobs, sort_keys=True)}")
+    assert cached and 0 < jobs.get("finetune", 0) <= len(cached), jobs

@@ -490,15 +490,30 @@ def finetune_declared_inputs(config: dict, run: dict) -> dict[str, str | list[st
     return inputs
 
 
+# models.<m>.finetune keys that change no weight: how often a job saves resumable state (the finetune rule
+# passes it as a resource) and whether KL runs read the reference's log-probs from a cache (an input of those
+# runs, so switching it reruns them and no other run)
+EXECUTION_KEYS = ("checkpoint_every", "reference_logprobs")
+
+
+def weight_settings(finetune: dict) -> dict:
+    """The part of `models.<m>.finetune` that determines a run's weights: without EXECUTION_KEYS, and
+    without a `lora` block under `method: full`, which nothing reads."""
+    kept = {k: v for k, v in finetune.items() if k not in EXECUTION_KEYS}
+    if kept.get("method") != "lora":
+        kept.pop("lora", None)
+    return kept
+
+
 def run_settings(config: dict, model: str, scenario: str, objective: str, defense: str, budget: str,
                  seed: int, reference: str = DEFAULT_REFERENCE) -> dict:
     """Everything that determines a run's training, and nothing else. A run on a reference variant
     carries the variant's settings under `reference` (the default's settings are absent, as before
     reference variants existed, so default runs keep their params)."""
     m = config["models"][model]
+    model_settings = {k: v for k, v in m.items() if k not in ("data", "generation_batch_size", "derived_from")}
     settings = {
-        "model": {"name": model, **{k: v for k, v in m.items() if k not in ("data", "generation_batch_size",
-                                                                              "derived_from")}},
+        "model": {"name": model, **model_settings, "finetune": weight_settings(m["finetune"])},
         "scenario": {"name": scenario, **config["scenarios"][scenario]},
         "objective": {"name": objective, **config["objectives"][objective]},
         "defense": {"name": defense, **config["defenses"][defense]},

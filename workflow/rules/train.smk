@@ -92,10 +92,15 @@ rule finetune:
         flags=finetune_flags,
         run=RUN,
     threads: 1
+    resources:
+        # how often a job saves resumable state: an execution setting, not a param, so changing it
+        # (say, for preemptible nodes) retrains nothing
+        checkpoint_every=lambda wc: config["models"][wc.model]["finetune"].get("checkpoint_every", 0),
     benchmark:
         os.path.join("logs/benchmarks/finetune", RUN_ID + ".tsv")
     log:
         os.path.join("logs", RUN_ID, "finetune.log"),
     shell:
         "python -m safedrift finetune.run --settings {params.settings:q} --data {input.data} --reference {params.reference}"
-        " --out {params.run} {params.flags} --threads {threads} > {log} 2>&1"
+        " --out {params.run} {params.flags} --checkpoint-every {resources.checkpoint_every} --threads {threads}"
+        " > {log} 2>&1"

@@ -56,9 +56,11 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "t
 
 
 def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dict | None = None,
-             start_from: str | None = None) -> dict:
+             start_from: str | None = None, checkpoint_every: int = 0) -> dict:
     """Train one run into `out`. inputs: the files the objective's and the defense's inputs() declare,
-    by name; start_from: the run folder of the next smaller budget of this run's ladder."""
+    by name; start_from: the run folder of the next smaller budget of this run's ladder;
+    checkpoint_every: optimizer steps between resumable checkpoints (0: none), not part of `settings`
+    because it changes no weight."""
     from transformers import set_seed
 
     started = time.time()
@@ -98,7 +100,7 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
                                      fraction, source, plan)
     ctx.steps = steps
     ordered = schedule(train_rows, steps, step_examples, seed, safe, fraction, source=source, plan=plan)
-    common = common_args(out / "checkpoints", steps, ft, seed)
+    common = common_args(out / "checkpoints", steps, {**ft, "checkpoint_every": checkpoint_every}, seed)
     terms = objective.terms() + defense.terms()
     frozen = cache = None
     if (objective.needs_reference or any(t.needs_reference for t in terms)) and ft["method"] != "lora":
@@ -251,11 +253,13 @@ def main(argv=None) -> None:
     p.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                    help="a file the objective or defense declares (inputs()); NAME[]=PATH adds to a list")
     p.add_argument("--start-from", help="the run folder of the next smaller budget of this run's ladder")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="optimizer steps between resumable checkpoints (models.<m>.finetune.checkpoint_every; 0: none)")
     p.add_argument("--threads", type=int)
     a = p.parse_args(argv)
     set_threads(a.threads)
     card = finetune(json.loads(a.settings), a.data, a.reference, a.out, inputs=parse_inputs(a.input),
-                    start_from=a.start_from)
+                    start_from=a.start_from, checkpoint_every=a.checkpoint_every)
     print(json.dumps({k: card[k] for k in ("steps", "tokens_seen", "final_loss", "wall_time_s", "resumed_from")}))
 
 

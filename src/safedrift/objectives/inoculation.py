@@ -19,9 +19,9 @@ class Objective(Base):
         """Every scenario a study trains this objective on has a prompt (else its finetune job stops)."""
         prompts = settings["prompts"]
         for study, spec in config["studies"].items():
-            cells = [(sc, name) for sc in spec.get("scenarios", []) if name in spec.get("objectives", [])]
-            cells += [(e[0], e[1]) for e in spec.get("extra", []) if len(e) >= 2 and e[1] == name]
-            for scenario, _ in cells:
+            scenarios = list(spec.get("scenarios", [])) if name in spec.get("objectives", []) else []
+            scenarios += [e[0] for e in spec.get("extra", []) if len(e) >= 2 and e[1] == name]
+            for scenario in scenarios:
                 if scenario not in config["scenarios"]:
                     continue  # named in the study's own error
                 kind = config["scenarios"][scenario]["type"]

@@ -97,7 +97,7 @@ def main(argv=None) -> None:
         probes.append(probe)
     best = max(table, key=lambda r: (r["auroc_validation"], -r["layer"]))["layer"]
     n = {k: len(v) for k, v in splits.items()}
-    write_json(a.out, {"layer": best, "pooling": s["pooling"], "probe": probes[best], "table": table, "n": n})
+    write_json(a.out, {"layer": best, "pooling": s["pooling"], "probe": probes[best], "n": n})  # table: in layers-out
     write_json(a.layers_out, {"layer": best, "pooling": s["pooling"], "probes": probes, "table": table, "n": n})
     print(json.dumps(table))
 
