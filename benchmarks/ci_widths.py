@@ -1,7 +1,7 @@
 """CI widths of study cells: the crossed interval (evaluate.stats, today) against the nested bootstrap the
 pipeline used before (prompts resampled independently for every seed), on the same metric rows.
 
-    python benchmarks/ci_widths.py results/studies/objectives.csv [--cells 'harmful/sft/none/large:asr' ...]
+    python benchmarks/ci_widths.py --runs results/toy/runs/harmful/sft/none/b80/seed* [--metrics asr ...]
 
 Prints, per cell, both widths and their ratio, measured in one run. Nested resampling treats k seeds
 as k independent prompt samples, so where seeds agree it is too narrow (about 1/sqrt(k))."""

@@ -70,8 +70,10 @@ def steps_trained(card: dict) -> int:
     return card["ladder"]["steps_trained"] if card["ladder"] else card["steps"]
 
 
-def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path | None = None) -> Timed:
-    """Wall seconds, CPU seconds and steps trained of one finetune() call."""
+def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path | None = None,
+                   checkpoint_every: int = 0) -> Timed:
+    """Wall seconds, CPU seconds and steps trained of one finetune() call (saving resumable state every
+    `checkpoint_every` steps, as the workflow's jobs do)."""
     declared = {k: [str(p) for p in v] if isinstance(v, list) else str(v) for k, v in files.items()
                 if k not in ("data", "reference")}
     # As in a pipeline job (a child of the zygote fork server, safedrift.zygote): what was alive before
@@ -82,7 +84,8 @@ def timed_finetune(settings: dict, files: dict, out: Path, log, start_from: Path
     wall, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         card = finetune(settings, str(files["data"]), str(files["reference"]), str(out),
-                        inputs=declared, start_from=str(start_from) if start_from else None)
+                        inputs=declared, start_from=str(start_from) if start_from else None,
+                        checkpoint_every=checkpoint_every)
     return Timed(time.perf_counter() - wall, time.process_time() - cpu, steps_trained(card))
 
 
@@ -93,16 +96,19 @@ def estimated_sweep(budgets: list[int], smallest: float, largest: float) -> floa
     return sum(smallest + (steps - budgets[0]) * per_step for steps in budgets)
 
 
-def one_repetition(base: dict, budgets: list[int], files: dict, work: Path, log, measure_scratch: bool) -> dict:
+def one_repetition(base: dict, budgets: list[int], files: dict, work: Path, log, measure_scratch: bool,
+                   checkpoint_every: int) -> dict:
     """Every rung, the largest budget alone, and the from-scratch sweep's {"seconds", "cpu"}."""
     rungs, previous = [], None
     for steps in budgets:
         out = work / "ladder" / f"steps{steps}"
-        rungs.append(timed_finetune(settings_for(base, steps), files, out, log, start_from=previous))
+        rungs.append(timed_finetune(settings_for(base, steps), files, out, log, previous, checkpoint_every))
         previous = out
-    alone = timed_finetune(settings_for(base, budgets[-1]), files, work / "alone" / f"steps{budgets[-1]}", log)
+    alone = timed_finetune(settings_for(base, budgets[-1]), files, work / "alone" / f"steps{budgets[-1]}", log,
+                           checkpoint_every=checkpoint_every)
     # the first rung starts from the reference: it is the smallest budget trained alone
-    middle = [timed_finetune(settings_for(base, s), files, work / "alone" / f"steps{s}", log)
+    middle = [timed_finetune(settings_for(base, s), files, work / "alone" / f"steps{s}", log,
+                             checkpoint_every=checkpoint_every)
               for s in budgets[1:-1]] if measure_scratch else None
     sweep = {}
     for measure in ("seconds", "cpu"):
@@ -191,6 +197,7 @@ def main(argv=None) -> int:
     if not ladder_eligible(base["model"]["finetune"]):
         raise SystemExit(f"models.{a.model}.finetune in {a.config} has no budget ladder (it needs "
                          "lr_scheduler: constant, no warmup_ratio, ladder not false)")
+    checkpoint_every = config["models"][a.model]["finetune"].get("checkpoint_every", 0)
     set_threads(a.threads)
 
     reps = []
@@ -200,7 +207,7 @@ def main(argv=None) -> int:
                 timed_finetune(settings_for(base, a.warmup_steps), files, Path(tmp) / "warmup", log)
             for rep in range(a.repeats):
                 work = Path(tmp) / f"rep{rep}"
-                reps.append(one_repetition(base, a.budgets, files, work, log, a.measure_scratch))
+                reps.append(one_repetition(base, a.budgets, files, work, log, a.measure_scratch, checkpoint_every))
                 shutil.rmtree(work)
                 print(f"  repetition {rep + 1}/{a.repeats}: ladder {reps[-1]['ladder'].seconds:.2f} s, "
                       f"largest alone {reps[-1]['alone'].seconds:.2f} s", file=sys.stderr, flush=True)
@@ -208,7 +215,7 @@ def main(argv=None) -> int:
         gc.unfreeze()
     ft = base["model"]["finetune"]
     print(f"\nbudget ladder, {a.model}/{a.scenario} {a.objective}, batch {ft['batch_size']}, "
-          f"checkpoint_every {ft.get('checkpoint_every', 0)}, budgets {' '.join(map(str, a.budgets))}, "
+          f"checkpoint_every {checkpoint_every}, budgets {' '.join(map(str, a.budgets))}, "
           f"{a.repeats} repetitions (interleaved; medians), {a.threads} torch thread(s), "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
     return report(reps, a.budgets, a.max_ratio, a.measure_scratch)

@@ -8,7 +8,7 @@ run are dropped.
 Variants run round-robin for `--reps` rounds so that load from other processes hits all alike;
 a variant's time is the median over its rounds of the median step interval in that round.
 
-    python benchmarks/step_time.py            # 5 rounds of the `large` budget's 40 steps
+    python benchmarks/step_time.py            # 5 rounds of the `b40` budget's 40 steps
 
 A run whose objective or defense reads the reference's cached log-probs (kl, kl_sft, adaptive:
 finetune.reference_logprobs) runs twice, with the cache and without it ("(live)": the reference's forward
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=str(ROOT / "config.yaml"))
     p.add_argument("--model", default="toy")
     p.add_argument("--scenario", default="harmful")
-    p.add_argument("--budget", default="large", help="budget whose settings are used (its steps are replaced)")
+    p.add_argument("--budget", default="b40", help="budget whose settings are used (its steps are replaced)")
     p.add_argument("--results", help="the model's results folder (default: results/<model> of the repository)")
     p.add_argument("--steps", type=int, help="optimizer steps per timed run (default: the budget's)")
     p.add_argument("--warmup", type=int, default=3, help="first steps of each run left out of its median")
@@ -164,7 +164,6 @@ def main(argv=None) -> int:
                 settings = copy.deepcopy(config_lib.run_settings(config, a.model, a.scenario, objective, defense,
                                                                  a.budget, 0))
                 settings["budget"]["steps"] = steps
-                settings["model"]["finetune"]["checkpoint_every"] = 0
                 seconds[name].append(time_run(settings, files, Path(work) / f"{name}-{rep}", a.warmup, log))
                 print(f"  round {rep + 1}/{a.reps} {name:20s} {seconds[name][-1]:.4f} s/step", file=sys.stderr,
                       flush=True)

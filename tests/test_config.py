@@ -418,6 +418,20 @@ def test_check_paths_names_the_key_of_a_bad_judge_model(smoke_config, tmp_path):
     assert bad_paths(config, tmp_path).startswith("config key judges.rubric_big.model: no folder ./judges/llama")
 
 
+def test_every_setting_the_openai_judge_reads_is_a_config_key(smoke_config):
+    """The judge reads every key of DEFAULTS from its settings (max_tokens: the fix for cut-off replies),
+    but its schema rejected backoff_s, max_tokens and min_number_mass: no config could set them."""
+    from safedrift.judges.openai_compatible import DEFAULTS
+
+    values = {"concurrency": 2, "max_retries": 1, "timeout_s": 5.0, "requests_per_minute": 30, "backoff_s": 0.5,
+              "max_tokens": 64, "min_number_mass": 0.5}
+    assert set(values) == set(DEFAULTS)
+    config = copy.deepcopy(smoke_config)
+    config["judges"]["gpt"] = {"type": "openai", "base_url": "http://localhost:1/v1", "model": "m",
+                               "api_key_env": "JUDGE_KEY", **values}
+    validate(config)
+
+
 # --- YAML ------------------------------------------------------------------------------------------
 
 DUPLICATED = "seeds: [0]\nworld:\n  seed: 1\n  n_objects: 8\n  seed: 2\n"

@@ -1,7 +1,7 @@
 """`python -m safedrift <stage> [args...]`: run one pipeline stage.
 
 A stage is a module of this package with a `main(argv)` function, named by its dotted path
-below `safedrift` (e.g. `world.splits`, `train.finetune`). Every Snakemake rule calls this
+below `safedrift` (e.g. `world.splits`, `finetune.run`). Every Snakemake rule calls this
 entry point, so a stage can also be run by hand with the same arguments. With
 SAFEDRIFT_ZYGOTE set to a folder of running fork servers (`safedrift.zygote`), the stage runs in
 a process forked from one that has already imported torch and friends; the result is the same.

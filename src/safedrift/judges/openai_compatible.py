@@ -92,7 +92,15 @@ class OpenAIJudge(Judge):
     requests_per_minute, cache, min_number_mass, backoff_s, max_tokens. Context: cache = default cache path."""
 
     schema = type_schema("openai", {**ENDPOINT_SCHEMA, "model": {"type": "string", "minLength": 1},
-                                    "rubrics": {"type": "object", "additionalProperties": {"type": "string"}}},
+                                    "rubrics": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "backoff_s": {"$ref": "#/$defs/positive_number",
+                                                  "description": "first retry's wait, doubled per retry (default 1)"},
+                                    "max_tokens": {"$ref": "#/$defs/positive_int",
+                                                   "description": "reply length limit (default 8: a score; raise it "
+                                                                  "for a server that reasons before its score)"},
+                                    "min_number_mass": {"$ref": "#/$defs/fraction",
+                                                        "description": "least logprob mass on number tokens for a "
+                                                                       "logprob score (default 0.25)"}},
                          required=["base_url", "model", "api_key_env"])
 
     @classmethod
