@@ -159,3 +159,17 @@ def test_a_reference_replaced_after_a_kill_is_not_resumed_from(run_inputs, tmp_p
     save_file(retrained, str(reference / "model.safetensors"), metadata={"format": "pt"})
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     assert json.loads((tmp_path / "run/run_card.json").read_text())["resumed_from"] is None
+
+
+def test_a_resumed_run_saves_at_its_own_checkpoint_cadence(tmp_path):
+    """checkpoint_every is not part of a run's settings, so a checkpoint (or the state a ladder rung
+    continues) made under one cadence is resumed under another; the Trainer keeps the cadence stored
+    in the loaded state unless the callback restores the run's own."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from safedrift.finetune.checkpoints import RunSaveCadence
+
+    args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=3, report_to=[])
+    state = TrainerState(save_steps=20, global_step=40, max_steps=80)  # as loaded from an older state
+    RunSaveCadence().on_train_begin(args, state, TrainerControl())
+    assert state.save_steps == 3

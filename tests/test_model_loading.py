@@ -146,6 +146,9 @@ def test_every_stage_that_loads_a_model_is_checked():
     assert loaders | judge_stages <= checked | TOY_LOADING_STAGES, (loaders | judge_stages) - checked
 
 
+DRY_RUN_CHECKPOINT_EVERY = 7
+
+
 @pytest.fixture(scope="module")
 def dry_run_commands(tmp_path_factory) -> list[str]:
     """`snakemake -n -p` of a tiny real-model config with dtype bfloat16 and trust_remote_code, whose eval
@@ -155,6 +158,7 @@ def dry_run_commands(tmp_path_factory) -> list[str]:
     # A hub id passes the path check without a download: a dry run never loads the model.
     config = tiny_real_config("dry-run/no-model-needed")
     config["models"][MODEL].update(dtype="bfloat16", trust_remote_code=True)
+    config["models"][MODEL]["finetune"]["checkpoint_every"] = DRY_RUN_CHECKPOINT_EVERY
     config["judges"]["rubric_reference"] = {"type": "rubric", "model": "reference"}
     config["judge"] = {"eval": "rubric_reference", "critic": "rubric_reference"}
     config["evaluation"]["judge_validation"]["accept_below_targets"] = True
@@ -181,6 +185,12 @@ def test_rule_passes_dtype_and_trust_remote_code_of_an_hf_model(rule, dry_run_co
             settings = json.loads(shlex.split(line.split(" --settings ", 1)[1])[0])
             model = settings["model"] if how == "run" else settings
             assert model["dtype"] == "bfloat16" and model["trust_remote_code"] is True, f"rule {rule}: {line}"
+
+
+def test_finetune_jobs_get_the_models_checkpoint_cadence(dry_run_commands):
+    """checkpoint_every left the run settings; it reaches the job only as --checkpoint-every (a resource)."""
+    lines = [c for c in dry_run_commands if "python -m safedrift finetune.run " in c]
+    assert lines and all(f"--checkpoint-every {DRY_RUN_CHECKPOINT_EVERY} " in line for line in lines), lines[:1]
 
 
 def test_rule_persona_vector_passes_the_trait_prompts(dry_run_commands):

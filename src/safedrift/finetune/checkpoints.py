@@ -27,6 +27,22 @@ def checkpoint_fingerprint(settings: dict, input_hashes: dict) -> str:
     return hashlib.sha256((canonical_json(settings) + canonical_json(input_hashes) + code).encode()).hexdigest()
 
 
+class RunSaveCadence:
+    """Makes a resumed run (a checkpoint, or the state a ladder rung continues) save every
+    `checkpoint_every` steps of its own: the Trainer keeps the `save_steps` stored in the state it
+    loads, and the cadence is not part of a run's settings (a state made under another cadence is
+    resumed as it is)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):  # after the state is loaded
+                state.save_steps = args.save_steps
+
+        return _Callback()
+
+
 def resumable_checkpoint(ckpt_dir: Path, fingerprint: str) -> str | None:
     """The newest checkpoint made with the same fingerprint (checkpoint_fingerprint), else None (stale
     ones are deleted)."""

@@ -41,8 +41,8 @@ from pathlib import Path
 from safedrift import cpu_pin
 from safedrift.defenses import make_defense
 from safedrift.errors import DataError
-from safedrift.finetune.checkpoints import (checkpoint_fingerprint, keep_final_state,  # noqa: F401 (API)
-                                            prepare_checkpoints, resumable_checkpoint, truncate_log)
+from safedrift.finetune.checkpoints import (RunSaveCadence, checkpoint_fingerprint,  # noqa: F401 (API)
+                                            keep_final_state, prepare_checkpoints, resumable_checkpoint, truncate_log)
 from safedrift.finetune.context import RunContext
 from safedrift.finetune.encode import training_tokens
 from safedrift.finetune.reference_logprobs import ReferenceLogprobs
@@ -109,8 +109,9 @@ def finetune(settings: dict, data: str, reference: str, out: str, *, inputs: dic
         cache = ReferenceLogprobs(ctx.inputs["reference_logprobs"], reference)
     safe_ids = {id(r) for r in safe}
     columns = {**defense.example_columns(ordered), "safe": [float(id(r) in safe_ids) for r in ordered]}
-    trainer = objective.make_trainer(model, tok, ordered, common, [JsonlLogCallback(log_path), SaveLastStep()],
-                                     terms=terms, columns=columns, reference=frozen,
+    callbacks = [JsonlLogCallback(log_path), SaveLastStep(), RunSaveCadence()]
+    trainer = objective.make_trainer(model, tok, ordered, common, callbacks, terms=terms, columns=columns,
+                                     reference=frozen,
                                      # only when there is one: a user's make_trainer may predate the cache
                                      **({"reference_logprobs": cache} if cache is not None else {}))
     with defense.during_training(model):

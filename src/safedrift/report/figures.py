@@ -6,7 +6,8 @@ never by its name; the draw function gets the studies keyed by role) and the ext
 (`lambda_traces`: the train logs of the defense role's runs, of which it plots those that log
 `lambda_mean`; `probe`: the probe's per-layer table and the critic summaries; `poison_ratio`: no
 file, the config's poison ratio of each scenario of the sweep role). Every panel shows 95%
-CIs across seeds (hierarchical bootstrap) as error bars or bands.
+intervals over prompts (bootstrap) and seeds (jackknife, t quantile; evaluate.stats) as error bars
+or bands.
 """
 
 from __future__ import annotations
