@@ -183,7 +183,7 @@ def models_of_defenses(config: dict) -> dict[str, tuple[str, ...]]:
     from safedrift.config import all_runs  # safedrift.config imports this module
 
     models_of: dict[str, dict] = {}
-    for run in all_runs(config):
+    for run in all_runs(config) if config.get("studies") else ():  # check_paths takes configs without studies
         models_of.setdefault(run["defense"], {})[run["model"]] = None
     return {name: tuple(models) for name, models in models_of.items()}
 
