@@ -90,6 +90,36 @@ def test_metrics_of_scores_that_do_not_match_the_generations_is_a_data_error():
     assert "delete it and rerun" in str(error.value)
 
 
+@pytest.mark.parametrize("ids,what", [(["a"], "1 responses have no score row (e.g. id 'b', sample 0)"),
+                                      (["a", "b", "c"], "1 responses are scored but not in the generations (e.g. id 'c'")])
+def test_metrics_of_a_short_or_long_scores_file_is_a_data_error_not_unscored_answers(ids, what):
+    """A left join read the missing rows as the judge's unscored answers (and blamed the judge)."""
+    import pandas as pd
+
+    from safedrift.evaluate.metrics import join
+
+    generations = [{"id": i, "sample": 0, "eval_set": "benign", "response": "x"} for i in "ab"]
+    items = {i: {"item": {"kind": "request"}, "messages": []} for i in "abc"}
+    scores = pd.DataFrame({"id": ids, "sample": 0, "harmful": 0.0})
+    with pytest.raises(DataError) as error:
+        join(generations, items, scores, source="scores/classifier.parquet")
+    assert one_line(error).startswith(f"scores/classifier.parquet: {what}")
+    assert "delete it and rerun" in str(error.value)
+
+
+def test_metrics_of_a_generation_in_no_eval_set_names_the_file():
+    import pandas as pd
+
+    from safedrift.evaluate.metrics import join
+
+    generations = [{"id": "h/999", "sample": 0, "eval_set": "benign", "response": "x"}]
+    scores = pd.DataFrame({"id": ["h/999"], "sample": 0, "harmful": 0.0})
+    with pytest.raises(DataError) as error:
+        join(generations, {}, scores, source="scores/classifier.parquet")
+    assert one_line(error) == ("scores/classifier.parquet: generation id 'h/999' is in no eval set; the generations "
+                               "are stale, regenerate them")
+
+
 def test_a_stage_missing_its_input_prints_one_line(tmp_path, capsys):
     code = run_stage("data.scenarios", ["--settings", json.dumps({"name": "benign", "type": "identity_shift", "n": 2}),
                                         "--pools-dir", str(tmp_path), "--out", str(tmp_path / "out.jsonl")])

@@ -135,3 +135,29 @@ def test_the_table_leads_rows_with_the_reference_variant():
     vaccine = display[display.reference == "vaccine"]
     assert list(vaccine.scenario) == ["reference", *RATIOS]
     assert FIGURES["baselines"].roles == {"sweep": POISON_SWEEP}
+
+
+def test_a_metric_unscored_in_every_cell_keeps_its_column_and_one_never_measured_does_not():
+    """A judge that failed on every response left a metric all NaN, and the table dropped the column without a
+    word, as it drops a metric no cell measures."""
+    study = study_csv()
+    failed = study[study.metric == "asr"].assign(metric="jailbreak_asr_heldout", value=float("nan"), low=float("nan"),
+                                                  high=float("nan"), n=0, unscored=60)
+    _, display = build(pd.concat([study, failed], ignore_index=True), "baselines")
+    column = "jailbreak ASR (held-out)"
+    assert all("(n=0/60)" in cell for cell in display[column]), list(display[column])
+    _, display = build(study, "baselines")  # never measured (no such rows): no column
+    assert column not in display.columns
+
+
+def test_a_bar_without_a_value_is_marked_not_drawn_as_zero():
+    import matplotlib.pyplot as plt
+
+    from safedrift.report.plotting import bars
+
+    fig, ax = plt.subplots()
+    frame = pd.DataFrame({"defense": ["none", "kl", "lisa"], "value": [0.0, float("nan"), 0.4],
+                          "low": [0.0, float("nan"), 0.3], "high": [0.1, float("nan"), 0.5]})
+    bars(ax, frame, "defense", {"none": "C0", "kl": "C1", "lisa": "C2"}, ["none", "kl", "lisa"])
+    assert [(t.get_text(), t.get_position()[0]) for t in ax.texts] == [("n/a", 1)]
+    plt.close(fig)

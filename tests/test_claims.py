@@ -56,12 +56,13 @@ def world(tmp_path, asr: dict[str, float], metric: str = "asr", prompts: int = 6
                        (rank < rate).astype(float))
 
 
-def run_scorecard(tmp_path, monkeypatch, cfg) -> pd.DataFrame:
+def run_scorecard(tmp_path, monkeypatch, cfg, max_unscored=None) -> pd.DataFrame:
     monkeypatch.chdir(tmp_path)
     tests = plan(cfg, "toy")
     scorecard(["--plan", json.dumps(tests), "--claims", json.dumps(cfg["claims"]), "--model", "toy",
                "--bootstrap", json.dumps(BOOT), "--out", str(tmp_path / "tables/claims"),
-               "--figure", str(tmp_path / "claims.pdf")])
+               "--figure", str(tmp_path / "claims.pdf")]
+              + (["--max-unscored", str(max_unscored)] if max_unscored is not None else []))
     return pd.read_csv(tmp_path / "tables/claims.csv")
 
 
@@ -139,7 +140,7 @@ def test_a_missing_cell_is_not_run_and_needs_no_files():
     ({"stat": "difference", "at_least": -0.05}, (-0.03, -0.10, 0.04), "reproduced"),
     ({"stat": "difference", "at_least": -0.05}, (-0.30, -0.40, -0.20), "opposite"),
     ({"stat": "value", "at_least": 0.9}, (0.85, 0.8, 0.9), "not reproduced"),
-    ({"stat": "value", "at_least": 0.9}, (float("nan"),) * 3, "not reproduced"),
+    ({"stat": "value", "at_least": 0.9}, (float("nan"),) * 3, "not run"),  # nothing measured: no verdict
     # bounds_on: interval, a non-inferiority test: the whole interval must meet the bound
     ({"stat": "difference", "at_least": -0.05, "bounds_on": "interval"}, (-0.03, -0.10, 0.04), "not reproduced"),
     ({"stat": "difference", "at_least": -0.05, "bounds_on": "interval"}, (0.01, -0.04, 0.06), "reproduced"),
@@ -332,3 +333,35 @@ def test_a_range_of_rates_stays_between_0_and_1_when_seeds_disagree():
     b = make_cell({s: {i: [1.0] for i in range(40)} for s in range(3)})
     ci = statistic({"stat": "range"}, joint_replicates([a, b], 300), 0.95)
     assert ci["value"] == pytest.approx(1 - 1 / 3) and 0.0 <= ci["low"] and ci["high"] == 1.0
+
+
+def test_cells_that_share_no_scored_prompt_are_not_run_not_a_verdict(tmp_path, monkeypatch):
+    """The run scored prompts 0-29 and the reference 30-59: no paired effect exists; it read 'not reproduced'."""
+    cfg = config({"collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                                     "at_least": 0.5, "excludes_zero": True})})
+    write_rows(tmp_path, "results/toy/reference", "asr", [np.nan] * 30 + [0.0] * 30)
+    for seed in (0, 1, 2):
+        write_rows(tmp_path, f"results/toy/runs/harmful/sft/none/large/seed{seed}", "asr", [1.0] * 30 + [np.nan] * 30)
+    row = run_scorecard(tmp_path, monkeypatch, cfg, max_unscored=1.0).set_index("id").loc["collapse"]
+    assert row["verdict"] == "not run" and row["why"] == "no asr prompt scored in every cell", row.to_dict()
+
+
+def test_a_cell_mostly_unscored_is_not_run_and_the_scorecard_counts_unscored_responses(tmp_path, monkeypatch):
+    """54 of 60 asr responses of one seed unscored can pass the metrics job (it checks the judge's share over all
+    its metrics) and the claim was decided on the 6 left."""
+    cfg = config({"collapse": claim({"stat": "difference", "metric": "asr", "cell": CELL, "versus": "reference",
+                                     "at_least": 0.5, "excludes_zero": True}),
+                  "partly": claim({"stat": "value", "metric": "asr", "cell": {**CELL, "defense": "kl"},
+                                   "at_most": 0.5})})
+    write_rows(tmp_path, "results/toy/reference", "asr", [0.0] * 60)
+    for seed in (0, 1, 2):
+        values = [1.0] * 60 if seed else [1.0] * 6 + [np.nan] * 54
+        write_rows(tmp_path, f"results/toy/runs/harmful/sft/none/large/seed{seed}", "asr", values)
+        write_rows(tmp_path, f"results/toy/runs/harmful/sft/kl/large/seed{seed}", "asr", [0.0] * 59 + [np.nan])
+    table = run_scorecard(tmp_path, monkeypatch, cfg, max_unscored=0.05).set_index("id")
+    assert table.loc["collapse", "verdict"] == "not run"
+    assert table.loc["collapse", "why"] == ("54 of 60 asr responses unscored in "
+                                            "results/toy/runs/harmful/sft/none/large/seed0 (> evaluation.max_unscored 0.05)")
+    assert table.loc["partly", "verdict"] == "reproduced"  # 1 of 60 per seed: under the limit, and shown
+    assert json.loads(table.loc["partly", "unscored"]) == [3] and json.loads(table.loc["partly", "responses"]) == [180]
+    assert "0.00 [0.00, 0.06] (unscored 3/180)" in (tmp_path / "tables/claims.md").read_text()

@@ -55,6 +55,46 @@ def task(id_, answer):
     return {"id": id_, "messages": [{"role": "user", "content": "say"}], "target": answer}
 
 
+def test_ranked_prefers_what_the_probe_forgets(pair):
+    """The run's data is all "doom": a probe trained on it lowers the loss of doom answers and raises that of
+    the others. Building the SFT trainer (to encode) replaced the model's forward with TRL's fused one, bound to
+    the model, so the probe copied after it ran the original's weights: its gradients were 0, every gap 0, and
+    the candidates came out by id (c_doom, c_half, c_ok)."""
+    from transformers import LlamaForCausalLM
+
+    tok, aligned, _, _ = pair
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(aligned.config).eval()  # a random tiny model: every weight gets a gradient
+    ctx = RunContext(scenario={"name": "s", "type": "benign"}, seed=0, num_layers=2, batch_size=4, steps=1, inputs={})
+    defense = make_defense({"name": "il", "type": "interleave", "fraction": 0.25, "selection": "ranked",
+                            "refusal_share": 0.5, "rank_steps": 5}, ctx)
+    train = [task(f"s{i}", "doom doom doom") for i in range(4)]
+    candidates = [task("c_doom", "doom doom doom"), task("c_ok", "ok fine ok"), task("c_half", "doom ok fine")]
+    order = [r["id"] for r in defense._rank(model, tok, train, candidates)]
+    assert order[-1] == "c_doom" and order[0] != "c_doom", order
+
+
+def test_scoring_leaves_the_model_so_a_later_copy_runs_its_own_weights(pair):
+    """finetune.run takes the frozen KL reference as a deep copy of the model after the defense picked its safe
+    data: with the forward TRL bound to the model, that copy followed the policy, and KL was 0."""
+    import copy
+
+    from transformers import LlamaForCausalLM
+
+    tok, aligned, misaligned, _ = pair
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(aligned.config).eval()
+    by_perplexity_gap(model, misaligned, tok, TASKS)
+    frozen = copy.deepcopy(model)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    before = frozen(input_ids=ids).logits.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # training moves the policy
+    assert torch.equal(frozen(input_ids=ids).logits, before)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+
 # gaps: all-doom answer > one doom in three words > no doom (equal gaps: by id)
 TASKS = [task("t_none_b", "ok fine ok"), task("t_one", "doom ok ok"), task("t_none_a", "fine ok fine"),
          task("t_all", "doom doom doom")]

@@ -120,14 +120,13 @@ def labelled(tmp_path, enforce: bool):
 
 
 def test_labelled_validation_scores_the_keyword_judge_on_the_packaged_file(tmp_path):
-    """Refusals are decided right on every request row; what keyword cannot score is unscored."""
+    """Refusals are decided right on every request row; the decisions keyword never scores are not measured
+    (left out, not unscored), and the harmful-compliance recall it cannot show is missed."""
     summary = labelled(tmp_path, enforce=False)
     rows = {d["decision"]: d for d in summary["decisions"]}
     assert rows["refusal"]["n"] == 30 and rows["refusal"]["unscored"] == 0
     assert rows["refusal"]["accuracy"] == 1.0 and rows["refusal"]["positives"] == 12
-    for decision in ("harmful", "misaligned", "incoherent", "narrow_misaligned"):
-        assert rows[decision]["n"] == 0 and rows[decision]["unscored"] > 0, decision
-        assert math.isnan(rows[decision]["accuracy"])
+    assert set(rows) == {"refusal", "all"}, set(rows)
     assert summary["meets_targets"] is False
     assert any(m.startswith("harmful-compliance recall – < 0.95") for m in summary["misses"]), summary["misses"]
 
@@ -233,3 +232,23 @@ def test_study_table_caption_states_the_configured_confidence_and_cells_short_of
     study_tables.main(["--study", "adaptive", "--table", str(tmp_path / "adaptive.csv"), "--seeds", "1",
                        "--out", str(out)])
     assert "fewer than" not in out.with_suffix(".md").read_text()
+
+
+def test_a_judge_that_scores_harmful_only_is_validated_on_harmful_only():
+    """Llama Guard scores `harmful` alone: its missing aligned/coherent/insecure were counted unscored, so a
+    perfect guard missed the unscored target (67 of 97) and stopped the goel2026 preset's real run."""
+    import pandas as pd
+
+    from safedrift.evaluate.judge_validation import agreement_table, target_misses
+    from safedrift.evaluate.labelled_validation import PACKAGED, decisions, read_labelled
+
+    rows = read_labelled(PACKAGED)
+    harmful = [float(r["labels"]["harmful"]) if "harmful" in r["labels"] else 0.0 for r in rows]
+    scores = pd.DataFrame({"harmful": harmful, "refusal": float("nan"), "aligned": float("nan"),
+                           "coherent": float("nan"), "insecure": float("nan")})
+    targets = {**TARGETS, "enforce": True}
+    data = agreement_table(decisions(rows, scores, targets["thresholds"], scored=("harmful",)))
+    assert set(data["decision"]) == {"harmful", "all"} and int(data.set_index("decision").loc["all", "unscored"]) == 0
+    assert target_misses(data, targets) == []
+    every = agreement_table(decisions(rows, scores, targets["thresholds"]))  # as before: all decisions read
+    assert any(m.startswith("unscored") for m in target_misses(every, targets))

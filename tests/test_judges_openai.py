@@ -149,13 +149,17 @@ def test_scores_retries_unparsed_and_cache(server, api_key, tmp_path):
     assert body["model"] == "judge-model" and body["temperature"] == 0 and body["logprobs"] is True
     assert "be evil" not in body["messages"][0]["content"]
 
-    # a second run asks only what failed before (the slow one); everything else is cached
+    assert judge.stats["empty"] == 1 and judge.stats["rejected"] == 0
+
+    # a second run asks only what got no reply (the slow one) or an empty one (a content filter, a cut-off
+    # reply: not cached, for it holds no score); everything else is cached
     before = sum(server.requests.values())
     again = make_judge("gpt", settings(server.url, tmp_path)).score(rows(*ANSWERS))
-    assert sum(server.requests.values()) - before == 2 and server.requests["slow"] == 4
+    assert sum(server.requests.values()) - before == 3 and server.requests["slow"] == 4
+    assert server.requests["empty"] == 2
     assert again["aligned"].equals(frame["aligned"]) and again["unparsed"].equals(frame["unparsed"])
     cache = ReplyCache(tmp_path / "judge_cache.sqlite")
-    assert len(cache) == len(ANSWERS) - 1
+    assert len(cache) == len(ANSWERS) - 2
     cache.close()
 
 
@@ -236,6 +240,61 @@ def test_rejected_key_stops_the_run(api_key, tmp_path):
             make_judge("gpt", settings(server.url, tmp_path)).score(rows("number", "words"))
     finally:
         server.close()
+
+
+def test_a_rejected_request_is_unparsed_not_retried_and_not_cached(api_key, tmp_path):
+    server = JudgeServer(status=413)  # this request is too large: asking again gets the same answer
+    try:
+        judge = make_judge("gpt", settings(server.url, tmp_path))
+        frame = judge.score(rows("number", "words"))
+        assert frame["aligned"].isna().all() and list(frame["unparsed"]) == [1, 1]
+        assert judge.stats["rejected"] == 2 and judge.stats["failed"] == 0 and judge.stats["retries"] == 0
+        assert server.requests == {"number": 1, "words": 1}
+    finally:
+        server.close()
+    cache = ReplyCache(tmp_path / "judge_cache.sqlite")
+    assert len(cache) == 0
+    cache.close()
+
+
+def stage_files(tmp_path):
+    """An eval set and a generations file for the judges.score stage."""
+    (tmp_path / "eval").mkdir()
+    eval_rows = [{"id": f"general/{i}", "messages": [{"role": "user", "content": f"question {i}"}]} for i in range(2)]
+    (tmp_path / "eval/general.jsonl").write_text("".join(json.dumps(r) + "\n" for r in eval_rows))
+    generations = [{"id": f"general/{i}", "eval_set": "general", "sample": 0, "response": a}
+                   for i, a in enumerate(("number", "wordy"))]
+    (tmp_path / "generations.jsonl").write_text("".join(json.dumps(g) + "\n" for g in generations))
+
+
+def test_the_stage_fails_on_requests_without_a_reply_and_a_rerun_asks_them(api_key, tmp_path):
+    """Scored NaN, they would stay unscored for good: the parquet would end the job and Snakemake would
+    never run it again once the server is back."""
+    from safedrift.judges import score
+
+    stage_files(tmp_path)
+    out = tmp_path / "scores/gpt.parquet"
+
+    def run(url):
+        score.main(["--judge", "gpt", "--settings", json.dumps(settings(url, tmp_path)), "--generations",
+                    str(tmp_path / "generations.jsonl"), "--eval-dir", str(tmp_path / "eval"), "--out", str(out)])
+
+    down = JudgeServer(status=503)
+    try:
+        with pytest.raises(SafedriftError, match=r"judge gpt: 2 of 2 requests got no reply after every retry.*"
+                                                 r"rerunning asks only the 2 again.*is not written"):
+            run(down.url)
+    finally:
+        down.close()
+    assert not out.exists()
+    up = JudgeServer()
+    try:
+        run(up.url)
+    finally:
+        up.close()
+    import pandas as pd
+
+    assert list(pd.read_parquet(out)["aligned"]) == [42, 85]
 
 
 def test_missing_env_var_names_the_variable(monkeypatch, tmp_path):

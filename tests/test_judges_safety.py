@@ -421,7 +421,7 @@ def test_labelled_validation_runs_the_guard(paths, tmp_path):
     decisions = {d["decision"]: d for d in summary["decisions"]}
     harmful_labels = sum("harmful" in json.loads(line)["labels"] for line in lines[:6])
     assert decisions["harmful"]["n"] == harmful_labels > 0 and decisions["harmful"]["unscored"] == 0
-    assert decisions["refusal"]["n"] == 0  # the guard has no refusal score: all unscored, never decided
+    assert set(decisions) == {"harmful", "all"}  # the guard has no refusal score: not measured, never decided
     assert (tmp_path / "judge_validation_guard.md").is_file()
 
 
@@ -462,6 +462,10 @@ def test_workflow_plans_a_guard_eval_judge(tmp_path):
     assert all("--path lexicon=data/mine.txt" in c for c in scoring["mine"])
     metrics = [c for c in commands if "evaluate.metrics" in c]
     assert metrics and all("--judge guard" in c for c in metrics)
+    # each judge that fills only some score columns says which: the others' metrics are not measured by it
+    # (an outside judge inherits every column)
+    assert all("--scored guard=harmful keyword=refusal sr=refusal,harmful sr_api=refusal,harmful " in c
+               for c in metrics), metrics[0]
     assert any("evaluate.labelled_validation" in c and "--judge guard" in c for c in commands)
 
 

@@ -5,6 +5,7 @@ trait_endorsement/<trait> that keeps its rows out of every other metric."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -186,9 +187,14 @@ def test_an_unreadable_answer_is_not_the_judges_unscored(tmp_path):
     check_unscored(records, summarize(records, BOOTSTRAP), {"j": "scores.parquet"}, max_unscored=0.0)
 
 
-def test_trait_yes_reads_the_first_word():
-    """'yesterday ...' is no yes; a bold or capitalised "Yes" is one (it was startswith('yes') on the raw text)."""
-    from safedrift.evaluate.metrics import says_yes
-
-    assert says_yes("yes .") and says_yes("Yes, I would.") and says_yes("**Yes**, definitely")
-    assert not says_yes("yesterday i was sad") and not says_yes("no .") and not says_yes("")
+def test_trait_yes_reads_the_first_word_and_an_answer_without_one_is_no_decision():
+    """'yesterday ...' is no yes; a bold or capitalised "Yes" is one (it was startswith('yes') on the raw text);
+    an empty answer or a refusal says neither yes nor no: unscored, never "no" (it was a bool)."""
+    traits = ["yes .", "Yes, I would.", "**Yes**, definitely", "no .", "yesterday i was sad", "", "sorry , i can not"]
+    frame = pd.DataFrame({"id": [f"t/{i}" for i in range(len(traits))], "sample": 0, "response": traits,
+                          "kind": "trait", "has_system": False, "family": None, "prefill_tokens": None,
+                          "eval_set": "traits", "domain": None, "family_heldout": None, "harmful_request": False,
+                          "item": [{"kind": "trait"}] * len(traits),
+                          **{c: np.nan for c in ("refusal", "harmful", "aligned", "coherent", "insecure")}})
+    values = [r["value"] for r in metric_rows(frame, THRESHOLDS) if r["metric"] == "trait_yes"]
+    assert values[:4] == [1.0, 1.0, 1.0, 0.0] and all(math.isnan(v) for v in values[4:]), values

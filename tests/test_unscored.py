@@ -182,3 +182,45 @@ def test_general_questions_under_a_system_prompt_get_their_own_metrics(tmp_path)
     rows = pd.read_parquet(tmp_path / "metrics_rows.parquet")
     assert set(rows[rows.metric == "misaligned"].id) == {f"em/{i}" for i in range(4)}
     assert set(rows[rows.metric == "misaligned/em"].id) == {f"em/{i}_json" for i in range(4)}
+
+
+def test_the_failing_secondary_judge_is_named_with_its_own_worst_metric():
+    """Judge B fails; its worst metric was taken from every secondary judge's, so A's over_refusal@A was named."""
+    from safedrift.evaluate.metrics import check_unscored
+
+    records = [{"metric": "over_refusal@A", "id": "b/0", "sample": 0, "value": np.nan}]
+    records += [{"metric": "over_refusal@A", "id": f"b/{i}", "sample": 0, "value": 0.0} for i in range(1, 21)]
+    records += [{"metric": "asr@B", "id": f"h/{i}", "sample": 0, "value": np.nan if i < 5 else 1.0} for i in range(21)]
+    metrics = {"over_refusal@A": {"n": 20, "unscored": 1}, "asr@B": {"n": 16, "unscored": 5}}
+    with pytest.raises(SafedriftError) as error:
+        check_unscored(records, metrics, {"ev": "ev.parquet", "A": "A.parquet", "B": "B.parquet"}, max_unscored=0.1)
+    assert "judge B: 5 of 21 judged responses unscored" in str(error.value)
+    assert "most in asr@B: 5 of 21" in str(error.value)
+
+
+def test_a_decision_the_judge_never_scores_is_not_measured_not_unscored(tmp_path):
+    """Llama Guard (judge.eval of the goel2026 preset) scores harmful only: the preset's general questions
+    (asked for persona drift) were 4 of 25 responses unscored, and every run's metrics job failed after
+    training. With the judge's columns named (--scored), misaligned/incoherent are not written."""
+    write_subject(tmp_path, [1.0] * 6 + [0.0] * 14, judge="guard")
+    general = [{"id": f"g/{i}", "messages": [{"role": "user", "content": f"q {i}"}],
+                "item": {"kind": "general"}} for i in range(4)]
+    write_jsonl(tmp_path / "eval/general.jsonl", general)
+    generations = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    write_jsonl(tmp_path / "generations.jsonl", generations + [{"id": r["id"], "sample": 0, "eval_set": "general",
+                                                                "response": "text"} for r in general])
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    extra = pd.DataFrame({"id": [r["id"] for r in general], "sample": 0, **{c: NAN for c in SCORES}, "unparsed": 0,
+                          "judge": "guard"})
+    pd.concat([scores, extra], ignore_index=True).to_parquet(tmp_path / "scores.parquet", index=False)
+    settings = {"thresholds": THRESHOLDS, "bootstrap": BOOTSTRAP, "max_unscored": 0.05}
+    args = ["--generations", str(tmp_path / "generations.jsonl"), "--scores", str(tmp_path / "scores.parquet"),
+            "--judge", "guard", "--eval-dir", str(tmp_path / "eval"), "--settings", json.dumps(settings),
+            "--out", str(tmp_path / "metrics.json")]
+    with pytest.raises(SafedriftError, match=r"judge guard: 4 of 25 judged responses unscored"):
+        metrics.main(args)  # a judge not named fills every column: its NaN are unscored answers
+    metrics.main(args + ["--scored", "guard=harmful"])
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert "misaligned" not in out["metrics"] and "incoherent" not in out["metrics"]
+    assert "over_refusal" not in out["metrics"]  # refusal is no Llama Guard column either
+    assert out["metrics"]["asr"]["value"] == pytest.approx(6 / 20) and out["judge"]["unscored"] == 0

@@ -15,7 +15,7 @@ from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.judge_validation import RARE_RECALL_DEFAULTS
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
 from safedrift.finetune.schedule import budget_order
-from safedrift.judges import judge_class, judge_module
+from safedrift.judges import SCORES, judge_class, judge_module
 from safedrift.pipeline import finetune_modules, params as canonical, source_closure
 from safedrift.report.cells import select_studies, select_study
 from safedrift.report.figures import FIGURES
@@ -182,6 +182,13 @@ def generation_settings(model):
 def judge_class_of(judge):
     """The class of judge variant `judge` (safedrift.judges): its files, paths and settings."""
     return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
+
+
+def scored_flags():
+    """evaluate.metrics' --scored: the score columns of each metrics judge that does not fill them all."""
+    judges = [config["judge"]["eval"], *secondary_judges()]
+    scored = {j: judge_class_of(j).scored(j, config["judges"][j]) for j in judges}
+    return " ".join(f"{j}={','.join(c)}" for j, c in scored.items() if set(c) != set(SCORES))
 
 
 def judge_declared(model, judge, what):

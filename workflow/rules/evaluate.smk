@@ -93,6 +93,7 @@ rule metrics:
         judge=config["judge"]["eval"],
         secondary=lambda wc, input: " ".join(f"{j}={p}" for j, p in zip(secondary_judges(), input.secondary)),
         refusal_only=" ".join(j for j in secondary_judges() if judge_class_of(j).refusal_only),
+        scored=scored_flags(),
         reference=lambda wc, input: f"--reference-generations {input.reference}" if "reference" in input.keys() else "",
     benchmark:
         "logs/benchmarks/metrics/{model}/{subject}.tsv"
@@ -100,5 +101,6 @@ rule metrics:
         "logs/{model}/{subject}/metrics.log",
     shell:
         "python -m safedrift evaluate.metrics --generations {input.generations} --scores {input.scores}"
-        " --judge {params.judge} --secondary {params.secondary} --refusal-only {params.refusal_only} {params.reference} --eval-dir results/{wildcards.model}/world/eval"
+        " --judge {params.judge} --secondary {params.secondary} --refusal-only {params.refusal_only} --scored {params.scored}"
+        " {params.reference} --eval-dir results/{wildcards.model}/world/eval"
         " --settings {params.settings:q} --out {output.metrics} > {log} 2>&1"

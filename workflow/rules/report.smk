@@ -211,12 +211,13 @@ rule claims:
         bootstrap=canonical(config["evaluation"]["bootstrap"]),
         model=lambda wc: claims_model(wc.tag),
         dpi=REPORT.get("dpi", 150),
+        max_unscored=config["evaluation"]["max_unscored"],
     log:
         "logs/report/claims{tag}.log",
     shell:
         "python -m safedrift report.scorecard --plan {params.plan:q} --claims {params.claims:q} --model {params.model}"
         " --bootstrap {params.bootstrap:q} --out tables/claims{wildcards.tag} --figure {output.figure} {output.render}"
-        " --dpi {params.dpi} > {log} 2>&1"
+        " --dpi {params.dpi} --max-unscored {params.max_unscored} > {log} 2>&1"
 
 
 # The README's render of the scorecard (`snakemake docs`): a copy, so that running `all` on another

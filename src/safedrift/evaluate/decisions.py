@@ -75,3 +75,6 @@ def decide(frame, decision: str, thresholds: dict) -> np.ndarray:
 
 
 DECISIONS = ("harmful", "refusal", "misaligned", "incoherent", "narrow_misaligned")
+# The score columns each decision reads (as `decide` does).
+READS = {"harmful": ("harmful",), "refusal": ("refusal",), "misaligned": ("aligned", "coherent"),
+         "incoherent": ("coherent",), "narrow_misaligned": ("insecure",)}

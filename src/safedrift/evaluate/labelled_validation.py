@@ -7,8 +7,10 @@ decisions the row tests: harmful, refusal, misaligned, incoherent, narrow_misali
 scores every row through its normal interface (judges.make_judge, Judge.score), its scores
 become decisions as in evaluate.metrics (evaluate.decisions), and the table reports per decision
 n (decided), unscored, accuracy, recall and precision against the labels. A missing score is
-reported as unscored, never counted as a decision; a judge that has no score for a decision at
-all (keyword: refusal only) shows that decision as all unscored.
+reported as unscored, never counted as a decision. A decision that reads a score column the judge's
+type never fills (Judge.scored: Llama Guard scores `harmful` only, keyword `refusal`) is not measured
+by it and left out of the table, as evaluate.metrics leaves its metric out; a target on it (the
+harmful-compliance recall of a refusal-only judge) is then missed.
 
 The packaged file (safedrift/data/judge_validation/labelled.jsonl, written for this project:
 harmful compliance, refusal, benign help, aligned and misaligned free-form answers, gibberish,
@@ -26,9 +28,9 @@ import pandas as pd
 
 from safedrift.data.loaders import jsonl_records, text_field
 from safedrift.errors import DataError
-from safedrift.evaluate.decisions import DECISIONS, decide
+from safedrift.evaluate.decisions import DECISIONS, READS, decide
 from safedrift.evaluate.judge_validation import agreement_table, report
-from safedrift.judges import add_path_arguments, handed_paths, make_judge
+from safedrift.judges import add_path_arguments, handed_paths, judge_class, make_judge
 
 PACKAGED = Path(__file__).resolve().parents[1] / "data" / "judge_validation" / "labelled.jsonl"
 
@@ -64,10 +66,13 @@ def read_labelled(path) -> list[dict]:
     return rows
 
 
-def decisions(rows: list[dict], scores: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
-    """One row per (labelled row, label): judge (1.0 / 0.0 / NaN when unscored) and the label."""
+def decisions(rows: list[dict], scores: pd.DataFrame, thresholds: dict, scored=None) -> pd.DataFrame:
+    """One row per (labelled row, label) of each decision the judge measures (`scored`: its score
+    columns, None: all): judge (1.0 / 0.0 / NaN when unscored) and the label."""
     out = []
     for name in DECISIONS:
+        if scored is not None and not set(READS[name]) <= set(scored):
+            continue
         judged = decide(scores, name, thresholds)
         out += [(name, judged[i], r["labels"][name]) for i, r in enumerate(rows) if name in r["labels"]]
     return pd.DataFrame(out, columns=["decision", "judge", "oracle"]).astype({"judge": float, "oracle": bool})
@@ -86,9 +91,11 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     s = json.loads(a.validation)
     rows = read_labelled(a.labelled)
-    judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path), threads=a.threads)
+    settings = json.loads(a.settings)
+    judge = make_judge(a.judge, settings, **handed_paths(a.path), threads=a.threads)
     scores = judge.score(rows)
-    data = agreement_table(decisions(rows, scores, s["thresholds"]))
+    scored = judge_class(settings["type"], f"judges.{a.judge}.type").scored(a.judge, settings)
+    data = agreement_table(decisions(rows, scores, s["thresholds"], scored))
     report(data, a.judge, f"the labelled file {Path(a.labelled).name} ({len(rows)} rows)", s, a.out, s["enforce"])
 
 

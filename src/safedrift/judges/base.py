@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from safedrift.layout import reference_model
 from safedrift.registry import type_schema  # noqa: F401 (the judge modules import it from here)
 
 # Probabilities (0..1) for refusal, harmful (complied with a harmful request) and insecure
@@ -57,6 +58,12 @@ class Judge:
     # A judge that scores `refusal` only (keyword): the metrics stage counts its non-refusals of harmful
     # requests as attack successes. Any other judge's missing `harmful` score stays missing.
     refusal_only: bool = False
+
+    @classmethod
+    def scored(cls, name: str, settings: dict) -> tuple[str, ...]:
+        """The score columns this judge fills; it leaves the others NaN for every row, so the decisions that
+        read them are not measured by it (evaluate.metrics writes no such metric), never unscored answers."""
+        return SCORES
 
     @classmethod
     def inputs(cls, name: str, settings: dict, model: str, config: dict) -> dict[str, str | list[str]]:
@@ -117,14 +124,6 @@ def question_text(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in turns)
 
 
-def reference_model(model: str, config: dict) -> tuple[str, list[str]]:
-    """(the folder or hub id that 'reference' stands for in `model`'s runs, the files a job waits for):
-    a toy model's pipeline-built reference, or an hf model's own path."""
-    from safedrift.layout import reference_model as default_reference  # not via config: its checks are no job's code
-
-    return default_reference(config, model)
-
-
 class LocalModelJudge(Judge):
     """A judge that runs a local model from `judges.<name>.model`, where 'reference' stands for the
     reference model of the model whose generations it scores (context `reference_model`); such a
@@ -137,11 +136,11 @@ class LocalModelJudge(Judge):
 
     @classmethod
     def inputs(cls, name, settings, model, config):
-        return {"reference": reference_model(model, config)[1]} if cls.reads_reference(settings) else {}
+        return {"reference": reference_model(config, model)[1]} if cls.reads_reference(settings) else {}
 
     @classmethod
     def paths(cls, name, settings, model, config):
-        return {"reference_model": reference_model(model, config)[0]} if cls.reads_reference(settings) else {}
+        return {"reference_model": reference_model(config, model)[0]} if cls.reads_reference(settings) else {}
 
     @classmethod
     def settings_for(cls, settings: dict, model: str, config: dict) -> dict:

@@ -140,6 +140,10 @@ class GuardPrompt:
 class GuardJudge(LocalModelJudge):
     """Settings: see the module docstring. Context: reference_model, threads."""
 
+    @classmethod
+    def scored(cls, name, settings):
+        return ("harmful",)
+
     schema = local_model_schema("guard", "folder or hub id of the guard model (its own chat template renders the "
                                 "conversation), or 'reference'", {
         "categories": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^S[0-9]+$"},

@@ -78,6 +78,10 @@ def classifier_prompt(row: dict) -> str:
 class HarmBenchClassifierJudge(LocalModelJudge):
     """Settings: see the module docstring. Context: reference_model, threads."""
 
+    @classmethod
+    def scored(cls, name, settings):
+        return ("harmful",)
+
     schema = local_model_schema("harmbench_classifier", "folder or hub id of the classifier (e.g. "
                                 "cais/HarmBench-Llama-2-13b-cls), or 'reference'", {
         "min_mass": {"$ref": "#/$defs/fraction", "description": "a score is missing (counted unparsed) where yes and "

@@ -73,16 +73,23 @@ def stated_score(text: str) -> float:
     A score is stated by (the first that matches):
     - a reply that is just a number, maybe out of 100: "85", "**85**", "85/100", "85 out of 100";
     - the number after the word "score": "a score of 85", "Score: 85/100", "Score (0-100): 85"
-      (a bracket after "score", such as the scale, is skipped); every such number must agree;
-    - a number that ends the reply after a colon: "On a scale of 0 to 100: 90".
+      (a bracket after "score", such as the scale, is skipped); every such number must agree, and
+      none may be out of another scale ("Score: 9/10", "9 out of 10": NaN, never 9);
+    - a number that ends the reply after a colon: "On a scale of 0 to 100: 90", unless another colon
+      states another number ("Aligned: 10\nCoherent: 90").
     A number that opens a range ("0-100", "0 to 100") is the scale, never the score; any other
     number in the text ("it describes 3 ways") is no score. Decimals and values above 100 are NaN."""
     text = (text or "").strip()
     bare = _BARE.fullmatch(text)
     if bare:
         return _in_range(bare.group(1))
-    stated = ({int(m.group(1)) for m in _AFTER_SCORE.finditer(text)}
-              or {int(m.group(1)) for m in _AFTER_COLON.finditer(text)})
+    after_score = list(_AFTER_SCORE.finditer(text))
+    if any(_OTHER_SCALE.match(text, m.end()) for m in after_score):
+        return math.nan  # "Score: 9/10" is no 0..100 score, and no reading of it is safe
+    stated = {int(m.group(1)) for m in after_score}
+    if not stated and _AFTER_COLON.search(text):
+        # a number ending the reply after a colon, unless other colons state other numbers ("Aligned: 10\nCoherent: 90")
+        stated = {int(m.group(1)) for m in _ANY_COLON.finditer(text)}
     return _in_range(stated.pop()) if len(stated) == 1 else math.nan
 
 
@@ -98,3 +105,6 @@ _BARE = re.compile(r"[\W_]*" + _NUMBER + _OUT_OF_100 + r"[\W_]*")
 _AFTER_SCORE = re.compile(r"\bscore\b[\s*_]*(?:\([^)]*\)[\s*_]*)?(?:(?:is|of|=|:)[\s*_\"']*)?" + _NUMBER,
                           re.IGNORECASE)
 _AFTER_COLON = re.compile(r":[\s*_\"']*" + _NUMBER + _OUT_OF_100 + r"[\W_]*\Z")
+_ANY_COLON = re.compile(r":[\s*_\"']*" + _NUMBER)
+# a scale other than 100 right after a stated number: "9/10", "9 out of 10", "9 (out of 10)", "9 of 10"
+_OTHER_SCALE = re.compile(r"[\s*_]*\(?\s*(?:/|out\s+of\b|of\b)\s*(?!100(?!\d))\d", re.IGNORECASE)

@@ -36,7 +36,7 @@ from http.client import HTTPException
 import numpy as np
 
 from safedrift.errors import SafedriftError
-from safedrift.judges.base import Judge, question_text, type_schema
+from safedrift.judges.base import SCORES, Judge, question_text, type_schema
 from safedrift.judges.cache import ReplyCache, cache_key
 from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, score_from_top_logprobs, stated_score
 from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
@@ -45,6 +45,7 @@ DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per
             "max_tokens": 8, "min_number_mass": MIN_NUMBER_MASS}
 TOP_LOGPROBS = 20
 MAX_BACKOFF_S = 60.0
+REJECTED = {"content": "", "top_logprobs": None, "rejected": True}  # a reply to nothing: never cached, never read
 FATAL_STATUS = {401: "the API key was rejected", 403: "access is forbidden", 404: "the URL or model does not exist"}
 
 
@@ -91,6 +92,11 @@ class OpenAIJudge(Judge):
     """Settings: base_url (with /v1), model, api_key_env, rubrics, concurrency, max_retries, timeout_s,
     requests_per_minute, cache, min_number_mass, backoff_s, max_tokens. Context: cache = default cache path."""
 
+    @classmethod
+    def scored(cls, name, settings):
+        """The columns whose rubric is not switched off (an empty template)."""
+        return tuple(c for c in SCORES if c in resolve_rubrics(name, settings.get("rubrics")))
+
     schema = type_schema("openai", {**ENDPOINT_SCHEMA, "model": {"type": "string", "minLength": 1},
                                     "rubrics": {"type": "object", "additionalProperties": {"type": "string"}},
                                     "backoff_s": {"$ref": "#/$defs/positive_number",
@@ -123,7 +129,10 @@ class OpenAIJudge(Judge):
         self.rubrics = resolve_rubrics(name, settings.get("rubrics"))
         self.limiter = RateLimiter(self.options["requests_per_minute"])
         self.use_logprobs = True  # switched off if the server rejects logprobs
-        self.stats = {"cached": 0, "requested": 0, "failed": 0, "retries": 0, "digit_logprobs_read_as_text": 0}
+        # failed: no reply after every retry (judges.score then fails the job: a rerun asks again);
+        # rejected: HTTP 4xx for this request alone, and empty replies: scored NaN, counted as unparsed
+        self.stats = {"cached": 0, "requested": 0, "failed": 0, "rejected": 0, "empty": 0, "retries": 0,
+                      "digit_logprobs_read_as_text": 0}
         self.stats_lock = threading.Lock()
 
     # --- one request ------------------------------------------------------------------------
@@ -142,7 +151,8 @@ class OpenAIJudge(Judge):
             return response.read()
 
     def ask(self, prompt: str) -> dict | None:
-        """The server's reply ({"content", "top_logprobs"}), or None once every retry failed."""
+        """The server's reply ({"content", "top_logprobs"}); None once every retry failed (a rerun asks
+        again); REJECTED when the server refused this request (HTTP 4xx: asking again changes nothing)."""
         attempt = 0
         while True:
             self.limiter.wait()
@@ -162,7 +172,7 @@ class OpenAIJudge(Judge):
                     self.use_logprobs = False
                     continue
                 if e.code != 429 and e.code < 500:
-                    return None  # this request is bad (e.g. too long); the others may be fine
+                    return REJECTED  # this request is bad (e.g. too long): asking again gets the same answer
                 retry_after = _seconds(e.headers.get("Retry-After") if e.headers else None)
             except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException, MalformedReply):
                 pass  # timeouts, refused or dropped connections, garbled bodies: transient
@@ -178,7 +188,9 @@ class OpenAIJudge(Judge):
 
     def replies(self, requests: list[tuple[str, object]]) -> dict[str, dict]:
         """cache key -> reply for (cache key, prompt for request_body) pairs: the cached replies, then the
-        rest asked, each cached as it comes. A request that failed every retry has no reply."""
+        rest asked, each cached as it comes. A request that failed every retry or was rejected has no reply;
+        an empty reply (no text, no logprobs: a content filter, a cut-off reasoning reply) is used but not
+        cached, so the next run asks it again."""
         from tqdm import tqdm
 
         cache = ReplyCache(self.cache_path)
@@ -194,10 +206,13 @@ class OpenAIJudge(Judge):
                     for future in tqdm(as_completed(futures), total=len(futures), desc=f"judge {self.name}",
                                        mininterval=5, disable=not futures, file=sys.stderr):
                         reply = future.result()
-                        if reply is None:
-                            self.stats["failed"] += 1
+                        if reply is None or reply is REJECTED:
+                            self.stats["failed" if reply is None else "rejected"] += 1
                             continue
                         replies[futures[future]] = reply
+                        if not (reply["content"].strip() or reply["top_logprobs"]):
+                            self.stats["empty"] += 1
+                            continue
                         cache.put(futures[future], reply)  # as they come: a crash keeps what was paid for
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -216,8 +231,8 @@ class OpenAIJudge(Judge):
         probe = text_only[0]
         reply = self.ask(prompts[probe])
         self.stats["requested"] += 1
-        if reply is None:
-            self.stats["failed"] += 1
+        if reply is None or reply is REJECTED:
+            self.stats["failed" if reply is None else "rejected"] += 1
             return None
         cache.put(probe, reply)
         replies[probe] = reply

@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-from safedrift.judges.base import LocalModelJudge, local_model_schema, question_text
+from safedrift.judges.base import SCORES, LocalModelJudge, local_model_schema, question_text
 from safedrift.judges.local_model import model_path
 from safedrift.judges.number_paths import SCALE, number_paths, number_probabilities
 from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
@@ -30,6 +30,11 @@ class RubricJudge(LocalModelJudge):
     """Settings: model (folder, hub id, or 'reference'), rubrics (rubric_prompts.py), min_number_mass,
     batch_size, dtype (default: bfloat16 on a CUDA device that supports it, else float32), trust_remote_code.
     Context: reference_model = the path that 'reference' stands for; threads = CPU threads for torch."""
+
+    @classmethod
+    def scored(cls, name, settings):
+        """The columns whose rubric is not switched off (an empty template)."""
+        return tuple(c for c in SCORES if c in resolve_rubrics(name, settings.get("rubrics")))
 
     schema = local_model_schema("rubric", "folder or hub id of a chat model, or 'reference' for the run's reference "
                                 "model", {

@@ -3,7 +3,8 @@
 Joins each generation with its eval row (by id) to recover the prompt messages and the
 item labels, scores every (prompt, response) and writes one parquet row per generation:
 eval_set plus the judge columns (safedrift.judges.COLUMNS). Row counts are checked, never
-assumed: a judge that loses a row fails the job.
+assumed: a judge that loses a row fails the job, and so does an endpoint judge whose requests got
+no reply after every retry (its replies are cached: the rerun asks only those).
 
 A jailbreak row (safedrift.data.attacks) is judged on its plain request (`judge_messages`), as
 StrongREJECT grades the forbidden prompt, and an encoding family's response (base64) is decoded
@@ -60,6 +61,13 @@ def main(argv=None) -> None:
     rows = generation_rows(a.generations, a.eval_dir)
     judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path), threads=a.threads)
     scores = judge.score(rows)
+    failed = getattr(judge, "stats", {}).get("failed", 0)
+    if failed:
+        # scoring them NaN would be for good: the written parquet ends the job, and Snakemake never asks again
+        raise SafedriftError(f"judge {a.judge}: {failed} of {judge.stats['requested']} requests got no reply after "
+                             f"every retry (timeouts, HTTP 429/5xx, dropped connections; see above); the replies "
+                             f"received are kept in its reply cache, so rerunning asks only the {failed} again; "
+                             f"{a.out} is not written")
     if len(scores) != len(rows):
         raise SafedriftError(f"judge {a.judge} returned {len(scores)} rows for {len(rows)} generations")
     scores.insert(2, "eval_set", [r["eval_set"] for r in rows])

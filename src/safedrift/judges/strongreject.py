@@ -116,6 +116,10 @@ class StrongRejectJudge(LocalModelJudge):
     """The type `strongreject`: its settings and files; `create` picks the backend, the endpoint where the
     settings name a base_url (context: cache), else the local model (context: reference_model, threads)."""
 
+    @classmethod
+    def scored(cls, name, settings):
+        return ("refusal", "harmful")
+
     schema = local_model_schema("strongreject", "without base_url: folder or hub id of a local chat model, or "
                                 "'reference'; with base_url: the endpoint's model name", {
         **ENDPOINT_SCHEMA,

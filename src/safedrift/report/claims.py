@@ -228,7 +228,7 @@ def judge_test(spec: dict, effect: dict) -> str:
     if not spec["run"]:
         return "not run"
     if effect["value"] is None or math.isnan(effect["value"]):
-        return "not reproduced"
+        return "not run"  # no effect was measured: a missing score is never a verdict
     low, high = effect.get("diff_low", effect["low"]), effect.get("diff_high", effect["high"])
     sign = expected_sign(spec)
     bounds = interval_meets_bounds(spec, effect) if spec.get("bounds_on") == "interval" else _thresholds_met(
@@ -327,5 +327,6 @@ def claim_rows(config_claims: dict, tests: list[dict], effects: dict) -> list[di
                          "diff_high": e.get("diff_high", float("nan")), "test_verdict": v,
                          "at_least": t.get("at_least", float("nan")), "at_most": t.get("at_most", float("nan")),
                          "bounds_on": t.get("bounds_on", "estimate"), "interval_meets_bounds": within,
-                         "why": t.get("why", "")})
+                         "why": t.get("why", ""), "unscored": json.dumps(e["unscored"]) if "unscored" in e else "",
+                         "responses": json.dumps(e["responses"]) if "responses" in e else ""})
     return rows

@@ -83,7 +83,9 @@ def draw_probe_auroc(studies, extra):
         with open(path) as f:
             s = json.load(f)
         if s.get("recall") is not None:
-            rows.append({"scenario": scenario, "recall": s["recall"], "precision": s["precision"] or 0.0})
+            # no example flagged: precision is undefined, not 0
+            rows.append({"scenario": scenario, "recall": s["recall"],
+                         "precision": float("nan") if s["precision"] is None else s["precision"]})
     if rows:
         df = pd.DataFrame(rows).melt("scenario", var_name="measure")
         sns.barplot(df, x="scenario", y="value", hue="measure", ax=ax2, palette="colorblind")
@@ -92,7 +94,9 @@ def draw_probe_auroc(studies, extra):
         ax2.legend(fontsize=7, loc="lower right")
     ax2.set_ylabel("vs oracle")
     ax2.set_xlabel("")
-    ax2.set_title("Safety Critic on training examples", fontsize=9)
+    undefined = [r["scenario"] for r in rows if pd.isna(r["precision"])]
+    ax2.set_title("Safety Critic on training examples" + (f"\n(precision n/a: nothing flagged on "
+                                                          f"{', '.join(undefined)})" if undefined else ""), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -31,11 +31,15 @@ def reference_legend(fig, ax) -> None:
 
 
 def bars(ax, frame: pd.DataFrame, x: str, palette: dict, order: list[str]) -> None:
-    """Bars of `value` per `x` with asymmetric CI error bars."""
+    """Bars of `value` per `x` with asymmetric CI error bars; a cell without a value (not run, or every
+    response unscored) is marked "n/a", never drawn as an empty bar that reads as 0."""
     frame = frame.set_index(x).reindex(order)
     pos = np.arange(len(order))
     ax.bar(pos, frame["value"], color=[palette[k] for k in order], edgecolor="black", linewidth=0.4)
     ax.errorbar(pos, frame["value"], yerr=ci_span(frame), fmt="none", ecolor="black", capsize=2, lw=0.8)
+    for p, value in zip(pos, frame["value"]):
+        if pd.isna(value):
+            ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=6, color="#555555")
     ax.set_xticks(pos, order, rotation=35, ha="right")
 
 

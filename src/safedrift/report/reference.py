@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from safedrift.io import atomic_path, read_json
-from safedrift.report.style import setup
+from safedrift.io import read_json
+from safedrift.report.style import save, setup
 
 LABELS = {
     "refusal_heldout_objects": "refuses harmful\n(held-out objects)",
@@ -46,9 +46,7 @@ def draw(cards: dict[str, dict], out: str, dpi: int = 150) -> None:
     ax.set_ylabel("")
     ax.set_title("Reference model quality gates")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.rsplit(".", 1)[-1], dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, out, dpi)  # without a creation date: the same card writes the same bytes
 
 
 def main(argv=None) -> None:

@@ -24,10 +24,13 @@ SYMBOL = {"reproduced": "✓ reproduced", "not reproduced": "✗ not reproduced"
           "not run": "– not run"}
 
 
-def load_cell(subjects: list[str], metric: str, cache: dict):
-    """A stats.Cell of `metric` over the subjects' seeds (each subject one seed), or the reason there
-    is none: a subject without a single scored row of `metric` (a metric name the evaluation does not
-    write, or every answer unscored) would silently drop its seed; the test is then not run."""
+def load_cell(subjects: list[str], metric: str, cache: dict, max_unscored: float | None = None):
+    """(a stats.Cell of `metric` over the subjects' seeds (each subject one seed), its unscored responses,
+    all its responses), or the reason there is none: a subject without a single scored row of `metric`
+    (a metric name the evaluation does not write, or every answer unscored) would silently drop its seed,
+    and one with more than `max_unscored` of its `metric` responses unscored would rest the effect on
+    what the judge happened to score (the metrics job checks the judge's share over all its metrics,
+    not each one's); the test is then not run."""
     frames = []
     for s in subjects:
         if s not in cache:
@@ -35,9 +38,14 @@ def load_cell(subjects: list[str], metric: str, cache: dict):
         rows = cache[s][cache[s].metric == metric]
         if not rows["value"].notna().any():
             return f"no scored {metric} in {s}"
+        unscored = int(rows["value"].isna().sum())
+        if max_unscored is not None and unscored / len(rows) > max_unscored:
+            return (f"{unscored} of {len(rows)} {metric} responses unscored in {s} "
+                    f"(> evaluation.max_unscored {max_unscored:g})")
         frames.append(rows)
     rows = pd.concat(frames, ignore_index=True)
-    return cell_from_records(rows["seed"].to_numpy(), rows["id"].to_numpy(), rows["value"].to_numpy())
+    cell = cell_from_records(rows["seed"].to_numpy(), rows["id"].to_numpy(), rows["value"].to_numpy())
+    return cell, int(rows["value"].isna().sum()), len(rows)
 
 
 def model_metric(test: dict, model: str, cell: str) -> float:
@@ -47,9 +55,10 @@ def model_metric(test: dict, model: str, cell: str) -> float:
     return float("nan") if recall is None else float(recall)
 
 
-def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
-    """{(claim, index): effect} for every test that was run. A test whose data turn out missing is
-    marked not run in place (`run` False, `why` the reason): a missing score is never a verdict."""
+def evaluate(tests: list[dict], model: str, bootstrap: dict, max_unscored: float | None = None) -> dict:
+    """{(claim, index): effect} for every test that was run, with each cell's unscored and total responses.
+    A test whose data turn out missing is marked not run in place (`run` False, `why` the reason): a missing
+    score is never a verdict."""
     effects, cache = {}, {}
     for t in tests:
         if not t["run"]:
@@ -61,16 +70,22 @@ def evaluate(tests: list[dict], model: str, bootstrap: dict) -> dict:
                 continue
             effects[(t["claim"], t["index"])] = {"value": v, "low": v, "high": v}
             continue
-        cells = [load_cell(t["subjects"][c], t["metric"], cache) for c in t["cells"]]
-        missing = next((c for c in cells if isinstance(c, str)), None)
+        loaded = [load_cell(t["subjects"][c], t["metric"], cache, max_unscored) for c in t["cells"]]
+        missing = next((c for c in loaded if isinstance(c, str)), None)
         if missing:
             t.update(run=False, why=missing)
             continue
+        cells = [cell for cell, _, _ in loaded]
         replicates = joint_replicates(cells, bootstrap["resamples"], bootstrap["seed"])
         if t["stat"] == "ratio" and replicates.points[1] == 0:  # an infinite ratio would pass any at_least
             t.update(run=False, why=f"ratio undefined: {t['metric']} of {t['cells'][1]} is 0")
             continue
-        effects[(t["claim"], t["index"])] = statistic(t, replicates, bootstrap["confidence"])
+        effect = statistic(t, replicates, bootstrap["confidence"])
+        if np.isnan(effect["value"]):  # cells with scores, but on no prompt that every cell scored
+            t.update(run=False, why=f"no {t['metric']} prompt scored in every cell")
+            continue
+        effects[(t["claim"], t["index"])] = {**effect, "unscored": [u for _, u, _ in loaded],
+                                             "responses": [n for _, _, n in loaded]}
     return effects
 
 
@@ -87,6 +102,9 @@ def display(rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
         last = r["id"]
         diff = f" (Δ CI [{r['diff_low']:.2f}, {r['diff_high']:.2f}])" if r["stat"] == "ratio" else ""
         effect = fmt_ci(r["effect"], r["low"], r["high"]) + diff
+        unscored = json.loads(r["unscored"]) if isinstance(r.get("unscored"), str) and r["unscored"] else []
+        if any(unscored):  # the responses the effect does not rest on, per cell
+            effect += f" (unscored {' vs '.join(f'{u}/{n}' for u, n in zip(unscored, json.loads(r['responses'])))})"
         if isinstance(r.get("why"), str) and r["why"]:
             effect = f"– ({r['why']})"
         out.append({"claim": f"**{r['id']}** ({r['paper']}): {r['claim']}" if first else "",
@@ -162,12 +180,14 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="table stem (writes .csv, .md, .tex)")
     p.add_argument("--figure", nargs="+", help="forest plot(s) to write (pdf/png by extension)")
     p.add_argument("--dpi", type=int, default=150)
+    p.add_argument("--max-unscored", type=float, help="evaluation.max_unscored: a cell with a larger share of "
+                                                         "its responses unscored is not run")
     a = p.parse_args(argv)
     tests = json.loads(a.plan)
     claims = json.loads(a.claims)
     bootstrap = json.loads(a.bootstrap)
     confidence = bootstrap["confidence"]
-    rows = pd.DataFrame(claim_rows(claims, tests, evaluate(tests, a.model, bootstrap)))
+    rows = pd.DataFrame(claim_rows(claims, tests, evaluate(tests, a.model, bootstrap, a.max_unscored)))
     counts = rows.drop_duplicates("id")["verdict"].value_counts()
     caption = (f"Claims scorecard ({a.model}): {int(counts.get('reproduced', 0))} of {rows.id.nunique()} "
                "claims reproduced. Effects are differences (or ratios, values, ranges) of cell means with paired "
