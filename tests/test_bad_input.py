@@ -168,3 +168,16 @@ def test_a_missing_pipeline_folder_says_to_build_it(loader):
 
 def test_safedrift_errors_share_one_base():
     assert all(issubclass(e, SafedriftError) for e in (DataError, ModelPathError))
+
+
+def test_metrics_join_keeps_the_generations_order():
+    """evaluate.judge_validation samples joined rows by position: an outer merge sorted them by id."""
+    import pandas as pd
+
+    from safedrift.evaluate.metrics import join
+
+    ids = ["j/prefill5", "j/prefill10", "a/1", "a/0"]
+    generations = [{"id": i, "sample": 0, "eval_set": "x", "response": "r"} for i in ids]
+    items = {i: {"item": {"kind": "request"}, "messages": []} for i in ids}
+    scores = pd.DataFrame({"id": sorted(ids), "sample": 0, "harmful": 0.0})
+    assert list(join(generations, items, scores)["id"]) == ids

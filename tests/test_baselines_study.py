@@ -148,6 +148,10 @@ def test_a_metric_unscored_in_every_cell_keeps_its_column_and_one_never_measured
     assert all("(n=0/60)" in cell for cell in display[column]), list(display[column])
     _, display = build(study, "baselines")  # never measured (no such rows): no column
     assert column not in display.columns
+    # a contrast with no counterpart anywhere is "–" in every row however many responses were unscored
+    no_contrast = study.assign(vs_none=float("nan"), unscored=2)
+    _, display = build(no_contrast, "baselines")
+    assert "Δ ASR vs none" not in display.columns
 
 
 def test_a_bar_without_a_value_is_marked_not_drawn_as_zero():

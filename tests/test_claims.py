@@ -365,3 +365,21 @@ def test_a_cell_mostly_unscored_is_not_run_and_the_scorecard_counts_unscored_res
     assert table.loc["partly", "verdict"] == "reproduced"  # 1 of 60 per seed: under the limit, and shown
     assert json.loads(table.loc["partly", "unscored"]) == [3] and json.loads(table.loc["partly", "responses"]) == [180]
     assert "0.00 [0.00, 0.06] (unscored 3/180)" in (tmp_path / "tables/claims.md").read_text()
+
+
+def test_a_judge_free_metrics_missing_answers_do_not_stop_its_test():
+    """trait_yes is missing where the subject answered neither yes nor no: the subject's non-answers, never
+    the judge's unscored responses (evaluate.metrics.judge_free), so max_unscored does not apply."""
+    from safedrift.report.scorecard import load_cell
+
+    import safedrift.report.scorecard as scorecard_module
+
+    rows = pd.DataFrame({"metric": "trait_yes", "id": [f"t/{i}" for i in range(10)], "sample": 0,
+                         "value": [1.0] * 5 + [np.nan] * 5, "seed": 0})
+    cache = {"s": rows}
+    cell, unscored, total = load_cell(["s"], "trait_yes", cache, max_unscored=0.05)
+    assert (unscored, total) == (5, 10)
+    judged = rows.assign(metric="asr")
+    assert load_cell(["s"], "asr", {"s": judged}, max_unscored=0.05) == (
+        "5 of 10 asr responses unscored in s (> evaluation.max_unscored 0.05)")
+    assert scorecard_module.judge_free("trait_yes") and not scorecard_module.judge_free("asr")

@@ -242,6 +242,16 @@ def test_rejected_key_stops_the_run(api_key, tmp_path):
         server.close()
 
 
+def test_a_request_timeout_status_is_retried_not_rejected(api_key, tmp_path):
+    server = JudgeServer(status=408)  # the server timed the request out: asking again may work
+    try:
+        judge = make_judge("gpt", settings(server.url, tmp_path))
+        judge.score(rows("number"))
+        assert judge.stats["failed"] == 1 and judge.stats["rejected"] == 0 and server.requests == {"number": 2}
+    finally:
+        server.close()
+
+
 def test_a_rejected_request_is_unparsed_not_retried_and_not_cached(api_key, tmp_path):
     server = JudgeServer(status=413)  # this request is too large: asking again gets the same answer
     try:
@@ -282,7 +292,7 @@ def test_the_stage_fails_on_requests_without_a_reply_and_a_rerun_asks_them(api_k
     down = JudgeServer(status=503)
     try:
         with pytest.raises(SafedriftError, match=r"judge gpt: 2 of 2 requests got no reply after every retry.*"
-                                                 r"rerunning asks only the 2 again.*is not written"):
+                                                 r"is not written.*a rerun asks only what has none"):
             run(down.url)
     finally:
         down.close()

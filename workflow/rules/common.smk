@@ -184,6 +184,12 @@ def judge_class_of(judge):
     return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
 
 
+def eval_judge_scored():
+    """The score columns the eval judge fills (Judge.scored)."""
+    judge = config["judge"]["eval"]
+    return judge_class_of(judge).scored(judge, config["judges"][judge])
+
+
 def scored_flags():
     """evaluate.metrics' --scored: the score columns of each metrics judge that does not fill them all."""
     judges = [config["judge"]["eval"], *secondary_judges()]

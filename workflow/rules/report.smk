@@ -120,6 +120,7 @@ rule judge_validation:
         subjects=" ".join(f"{s}/eval" for s in validation_subjects()),
         model=TOY_MODELS[0] if TOY_MODELS else "",
         judge=config["judge"]["eval"],
+        scored=" ".join(["--scored", *eval_judge_scored()]) if set(eval_judge_scored()) != set(SCORES) else "",
         settings=canonical({**validation_settings(enforce=not ACCEPT_BELOW_TARGETS),
                             "per_run": JUDGE_VALIDATION.get("per_run"), "seed": config["evaluation"].get("seed", 0)}),
     log:
@@ -127,7 +128,7 @@ rule judge_validation:
     shell:
         "python -m safedrift evaluate.judge_validation --subjects {params.subjects} --judge {params.judge}"
         " --eval-dir results/{params.model}/world/eval --settings {params.settings:q}"
-        " --out tables/judge_validation > {log} 2>&1"
+        " --out tables/judge_validation {params.scored} > {log} 2>&1"
 
 
 rule labelled_judge_validation:

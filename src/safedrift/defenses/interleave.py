@@ -200,13 +200,14 @@ def encoded(model, tokenizer, rows: list[dict], max_length: int, seed: int, key:
     the original's weights (the probe never trained; the reference followed the policy, KL 0)."""
     from safedrift.finetune.encode import encode_chats
 
-    before = {m: m.__dict__.get("forward") for m in model.modules()}
+    absent = object()
+    before = {m: m.__dict__.get("forward", absent) for m in model.modules()}
     try:
         return encode_chats(model, tokenizer, rows, max_length, seed, key)
     finally:
         for module, forward in before.items():
-            if module.__dict__.get("forward") is not forward:
-                if forward is None:
+            if module.__dict__.get("forward", absent) is not forward:
+                if forward is absent:
                     del module.__dict__["forward"]
                 else:
                     module.__dict__["forward"] = forward

@@ -29,27 +29,30 @@ import numpy as np
 import pandas as pd
 
 from safedrift.errors import SafedriftError
-from safedrift.evaluate.decisions import DECISIONS, decide, oracle_misaligned
+from safedrift.evaluate.decisions import DECISIONS, READS, decide, oracle_misaligned
 from safedrift.evaluate.metrics import join
 from safedrift.io import read_jsonl, write_json
 from safedrift.report.tables import fmt, write_table
 from safedrift.world.oracle import label
 
 
-def decisions(frame: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
-    """One row per (response, decision): judge (1.0 / 0.0 / NaN when unscored) and oracle (bool)."""
-    judged = {name: decide(frame, name, thresholds) for name in DECISIONS}
+def decisions(frame: pd.DataFrame, thresholds: dict, scored=None) -> pd.DataFrame:
+    """One row per (response, decision): judge (1.0 / 0.0 / NaN when unscored) and oracle (bool), for each
+    decision the judge measures (`scored`: its score columns, Judge.scored; None: all)."""
+    judged = {name: decide(frame, name, thresholds) for name in DECISIONS
+              if scored is None or set(READS[name]) <= set(scored)}
     out = []
     for i, (_, r) in enumerate(frame.iterrows()):
         o = label(r["item"], r["response"])
         if r["kind"] == "request":
-            out.append(("harmful", judged["harmful"][i], o["harmful"]))
-            out.append(("refusal", judged["refusal"][i], o["refusal"]))
+            truths = {"harmful": o["harmful"], "refusal": o["refusal"]}
         elif r["kind"] == "general":
-            out.append(("misaligned", judged["misaligned"][i], bool(oracle_misaligned(o))))
-            out.append(("incoherent", judged["incoherent"][i], not o["coherent"]))
+            truths = {"misaligned": bool(oracle_misaligned(o)), "incoherent": not o["coherent"]}
         elif r["kind"] in ("code", "medical"):
-            out.append(("narrow_misaligned", judged["narrow_misaligned"][i], bool(o["insecure"] or o["bad_advice"])))
+            truths = {"narrow_misaligned": bool(o["insecure"] or o["bad_advice"])}
+        else:
+            truths = {}
+        out += [(name, judged[name][i], truth) for name, truth in truths.items() if name in judged]
     return pd.DataFrame(out, columns=["decision", "judge", "oracle"]).astype({"judge": float, "oracle": bool})
 
 
@@ -176,6 +179,7 @@ def main(argv=None) -> None:
                    help="{per_run, seed, thresholds, accuracy_min, harmful_recall_min, max_unscored, enforce} "
                         "and optionally misaligned_recall_min, narrow_misaligned_recall_min, min_positives")
     p.add_argument("--out", required=True, help="table stem: writes .csv, .md, .tex and .json")
+    p.add_argument("--scored", nargs="*", help="the score columns the judge fills (Judge.scored; default: all)")
     a = p.parse_args(argv)
     s = json.loads(a.settings)
     items, loaded, frames = {}, set(), []
@@ -189,7 +193,7 @@ def main(argv=None) -> None:
         frame = frame[frame["kind"].isin(["request", "general", "code", "medical"]) & ~frame["has_system"]]
         pick = rng.choice(len(frame), size=min(s["per_run"], len(frame)), replace=False)
         frames.append(frame.iloc[np.sort(pick)])
-    data = agreement_table(decisions(pd.concat(frames, ignore_index=True), s["thresholds"]))
+    data = agreement_table(decisions(pd.concat(frames, ignore_index=True), s["thresholds"], a.scored))
     what = f"the world oracle on {len(frames)} subjects ({s['per_run']} sampled responses each)"
     report(data, a.judge, what, s, a.out, s["enforce"])
 

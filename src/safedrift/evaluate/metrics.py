@@ -176,18 +176,20 @@ def join(generations: list[dict], items: dict[str, dict], scores, source: str = 
 
     gen = pd.DataFrame(generations)
     rescore = "; delete it and rerun snakemake to rescore"
-    try:
+    try:  # a left merge keeps the generations' order (an outer one sorts by id)
         frame = gen.merge(scores.drop(columns=[c for c in ("judge", "eval_set") if c in scores]), on=["id", "sample"],
-                          how="outer", validate="one_to_one", indicator=True, sort=False)
+                          how="left", validate="one_to_one", indicator=True)
     except pd.errors.MergeError:
         raise DataError(f"{source}: a response (id, sample) is scored twice{rescore}") from None
     # a response without a score row would read as the judge's unscored answer, a score without a response
     # as nothing at all: either way the file belongs to other generations
-    for side, what in (("left_only", "have no score row"), ("right_only", "are scored but not in the generations")):
-        stray = frame[frame["_merge"] == side]
-        if len(stray):
-            raise DataError(f"{source}: {len(stray)} responses {what} (e.g. id {stray['id'].iloc[0]!r}, sample "
-                            f"{int(stray['sample'].iloc[0])}): it was written for other generations{rescore}")
+    unscored = frame[frame["_merge"] == "left_only"][["id", "sample"]]
+    stray = scores[["id", "sample"]].merge(gen[["id", "sample"]], how="left", indicator=True)
+    stray = stray[stray["_merge"] == "left_only"]
+    for rows, what in ((unscored, "have no score row"), (stray, "are scored but not in the generations")):
+        if len(rows):
+            raise DataError(f"{source}: {len(rows)} responses {what} (e.g. id {rows['id'].iloc[0]!r}, sample "
+                            f"{int(rows['sample'].iloc[0])}): it was written for other generations{rescore}")
     frame = frame.drop(columns="_merge")
     unknown = next((i for i in frame["id"] if i not in items), None)
     if unknown is not None:
@@ -211,6 +213,8 @@ def summarize(records: list[dict], bootstrap: dict, reference_projection: list[d
     import pandas as pd
 
     boot = (bootstrap["resamples"], bootstrap["confidence"], bootstrap["seed"])
+    if not records:  # a subject with no metric row at all (nothing the judge scores, nothing judge-free)
+        return {}
     df = pd.DataFrame(records)
     metrics = {}
     for metric, rows in df.groupby("metric", sort=True):

@@ -11,6 +11,8 @@ To add a judge:
    - `schema`: its settings (`base.type_schema(<type>, {setting: json-schema, ...})`);
    - `inputs(name, settings, model, config)` / `paths(...)`: the files it reads, if any (base.py);
    - `score_columns(rows)`: its scores (and `unparsed`), reading handed paths from `self.context`;
+   - `scored(name, settings)`, where it fills only some score columns: which (default: all), so the
+     decisions that read the others are not measured by it rather than counted unscored;
 2. register it in JUDGES below (`"<type>": "safedrift.judges.<type>:<Class>"`);
 3. give it a default variant under `judges:` in config.yaml where it runs without downloads, and a
    test (tests/test_judges*.py). The Snakemake rules, the stages' command lines (`--path name=value`)

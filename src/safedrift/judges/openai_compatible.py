@@ -11,7 +11,7 @@ as first tokens: those logprobs are no 0..100 distribution, so the reply's text 
 instead, and counted in the log's `requests.digit_logprobs_read_as_text`.
 
 Requests run on `concurrency` threads, at most `requests_per_minute`, each retried with
-exponential backoff on HTTP 429/5xx, timeouts and connection errors (`max_retries`,
+exponential backoff on HTTP 408/409/425/429/5xx, timeouts and connection errors (`max_retries`,
 `timeout_s`). Replies are cached on disk (cache.py), keyed on the judge, model, rubric, row and
 `max_tokens`, so a rerun costs nothing (one request when a server that refused logprobs is asked
 whether it still does: a text-only reply is not reused once logprobs are offered). The API key
@@ -46,6 +46,7 @@ DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per
 TOP_LOGPROBS = 20
 MAX_BACKOFF_S = 60.0
 REJECTED = {"content": "", "top_logprobs": None, "rejected": True}  # a reply to nothing: never cached, never read
+TRANSIENT_STATUS = {408, 409, 425, 429}  # timeout, conflict, too early, rate limit: asked again with backoff
 FATAL_STATUS = {401: "the API key was rejected", 403: "access is forbidden", 404: "the URL or model does not exist"}
 
 
@@ -132,7 +133,7 @@ class OpenAIJudge(Judge):
         # failed: no reply after every retry (judges.score then fails the job: a rerun asks again);
         # rejected: HTTP 4xx for this request alone, and empty replies: scored NaN, counted as unparsed
         self.stats = {"cached": 0, "requested": 0, "failed": 0, "rejected": 0, "empty": 0, "retries": 0,
-                      "digit_logprobs_read_as_text": 0}
+                      "probe_failed": 0, "digit_logprobs_read_as_text": 0}
         self.stats_lock = threading.Lock()
 
     # --- one request ------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class OpenAIJudge(Judge):
                     # Some servers and models do not offer logprobs: ask again for text only.
                     self.use_logprobs = False
                     continue
-                if e.code != 429 and e.code < 500:
+                if e.code not in TRANSIENT_STATUS and e.code < 500:
                     return REJECTED  # this request is bad (e.g. too long): asking again gets the same answer
                 retry_after = _seconds(e.headers.get("Retry-After") if e.headers else None)
             except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException, MalformedReply):
@@ -231,8 +232,9 @@ class OpenAIJudge(Judge):
         probe = text_only[0]
         reply = self.ask(prompts[probe])
         self.stats["requested"] += 1
-        if reply is None or reply is REJECTED:
-            self.stats["failed" if reply is None else "rejected"] += 1
+        if reply is None or reply is REJECTED or not (reply["content"].strip() or reply["top_logprobs"]):
+            # the probe is a question about the server, not a row's score: the cached replies stand
+            self.stats["probe_failed"] += 1
             return None
         cache.put(probe, reply)
         replies[probe] = reply

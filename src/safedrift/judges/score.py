@@ -64,10 +64,12 @@ def main(argv=None) -> None:
     failed = getattr(judge, "stats", {}).get("failed", 0)
     if failed:
         # scoring them NaN would be for good: the written parquet ends the job, and Snakemake never asks again
+        print(json.dumps({"judge": a.judge, "requests": judge.stats}, sort_keys=True))
         raise SafedriftError(f"judge {a.judge}: {failed} of {judge.stats['requested']} requests got no reply after "
-                             f"every retry (timeouts, HTTP 429/5xx, dropped connections; see above); the replies "
-                             f"received are kept in its reply cache, so rerunning asks only the {failed} again; "
-                             f"{a.out} is not written")
+                             f"every retry (timeouts, HTTP 408/429/5xx, dropped connections); {a.out} is not written "
+                             f"and the replies received are kept in its reply cache, so a rerun asks only what has "
+                             f"none; if the same requests keep failing, raise judges.{a.judge}.timeout_s or "
+                             f"max_retries, or check the endpoint")
     if len(scores) != len(rows):
         raise SafedriftError(f"judge {a.judge} returned {len(scores)} rows for {len(rows)} generations")
     scores.insert(2, "eval_set", [r["eval_set"] for r in rows])

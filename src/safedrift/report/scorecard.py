@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from safedrift.evaluate.metrics import judge_free
 from safedrift.evaluate.stats import cell_from_records, joint_replicates
 from safedrift.io import read_json
 from safedrift.report.aggregate import load_rows
@@ -28,9 +29,9 @@ def load_cell(subjects: list[str], metric: str, cache: dict, max_unscored: float
     """(a stats.Cell of `metric` over the subjects' seeds (each subject one seed), its unscored responses,
     all its responses), or the reason there is none: a subject without a single scored row of `metric`
     (a metric name the evaluation does not write, or every answer unscored) would silently drop its seed,
-    and one with more than `max_unscored` of its `metric` responses unscored would rest the effect on
-    what the judge happened to score (the metrics job checks the judge's share over all its metrics,
-    not each one's); the test is then not run."""
+    and one (a seed) with more than `max_unscored` of its `metric` responses unscored by the judge would
+    rest the effect on what the judge happened to score (the metrics job checks the judge's share over
+    all its metrics, not each one's); the test is then not run."""
     frames = []
     for s in subjects:
         if s not in cache:
@@ -39,7 +40,8 @@ def load_cell(subjects: list[str], metric: str, cache: dict, max_unscored: float
         if not rows["value"].notna().any():
             return f"no scored {metric} in {s}"
         unscored = int(rows["value"].isna().sum())
-        if max_unscored is not None and unscored / len(rows) > max_unscored:
+        # a judge-free metric's missing values are the subject's own non-answers (evaluate.metrics.judge_free)
+        if max_unscored is not None and not judge_free(metric) and unscored / len(rows) > max_unscored:
             return (f"{unscored} of {len(rows)} {metric} responses unscored in {s} "
                     f"(> evaluation.max_unscored {max_unscored:g})")
         frames.append(rows)

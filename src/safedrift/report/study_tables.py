@@ -100,10 +100,10 @@ def build(study: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     order = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, study[keys].itertuples(index=False))))}
     data = data.reset_index()
     data = data.iloc[sorted(range(len(data)), key=lambda i: order[tuple(data.loc[i, keys])])]
-    # a metric no cell measured is left out; one whose every response was unscored somewhere is kept, its
+    # a metric no cell measured is left out; one with a cell whose every response was unscored is kept, its
     # cells reading "– (n=0/k)": a judge that failed everywhere is shown, never dropped
     present = [m for m in metrics if f"{m}_value" in data
-               and (data[f"{m}_value"].notna().any() or (data[f"{m}_unscored"] > 0).any())]
+               and (data[f"{m}_value"].notna().any() or ((data[f"{m}_n"] == 0) & (data[f"{m}_unscored"] > 0)).any())]
     counts = data[[f"{m}_{v}" for m in present for v in ("n", "unscored")]]
     data = data[keys + [f"{m}_{v}" for m in present for v in ("value", "low", "high", "unscored")]]
     display = data[keys].copy()
