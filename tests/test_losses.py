@@ -262,6 +262,22 @@ def test_nll_does_not_depend_on_prompt_positions():
 def test_nll_gradcheck_in_float64():
     x, labels = logits(0, torch.float64).requires_grad_(), prompt_then_completion()
     assert torch.autograd.gradcheck(lambda z: example_nll(z, labels), (x,))
+    # the training loss itself (every SFT step's NLL), not only the per-example one
+    assert torch.autograd.gradcheck(lambda z: token_nll(z, labels), (x,))
+
+
+def test_per_example_weighted_kl_term_gradcheck_in_float64():
+    """The adaptive defenses' loss, mean_i lambda_i KL_i, through KLTerm (the term a run adds), in fp64."""
+    policy = logits(0, torch.float64).requires_grad_()
+    reference, labels = logits(1, torch.float64), prompt_then_completion()
+    weights = torch.tensor([2.0, 0.0, 0.5], dtype=torch.float64)
+
+    def loss(p):
+        batch = Batch(labels=labels, attention_mask=torch.ones(B, T, dtype=torch.long), policy_logits=p,
+                      reference_logits=reference, columns={"kl_weight": weights})
+        return KLTerm(None, "forward")(batch)[0]
+
+    assert torch.autograd.gradcheck(loss, (policy,))
 
 
 # --- LDIFS feature distance ---------------------------------------------------------------------
