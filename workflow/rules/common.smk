@@ -184,17 +184,16 @@ def judge_class_of(judge):
     return judge_class(config["judges"][judge]["type"], f"judges.{judge}.type")
 
 
-def eval_judge_scored():
-    """The score columns the eval judge fills (Judge.scored)."""
-    judge = config["judge"]["eval"]
-    return judge_class_of(judge).scored(judge, config["judges"][judge])
+def partly_scored(judge):
+    """The score columns judge variant `judge` fills (Judge.scored), or () when it fills them all."""
+    columns = judge_class_of(judge).scored(judge, config["judges"][judge])
+    return () if set(columns) == set(SCORES) else tuple(columns)
 
 
 def scored_flags():
     """evaluate.metrics' --scored: the score columns of each metrics judge that does not fill them all."""
     judges = [config["judge"]["eval"], *secondary_judges()]
-    scored = {j: judge_class_of(j).scored(j, config["judges"][j]) for j in judges}
-    return " ".join(f"{j}={','.join(c)}" for j, c in scored.items() if set(c) != set(SCORES))
+    return " ".join(f"{j}={','.join(columns)}" for j in judges if (columns := partly_scored(j)))
 
 
 def judge_declared(model, judge, what):

@@ -120,7 +120,7 @@ rule judge_validation:
         subjects=" ".join(f"{s}/eval" for s in validation_subjects()),
         model=TOY_MODELS[0] if TOY_MODELS else "",
         judge=config["judge"]["eval"],
-        scored=" ".join(["--scored", *eval_judge_scored()]) if set(eval_judge_scored()) != set(SCORES) else "",
+        scored=" ".join(["--scored", *columns]) if (columns := partly_scored(config["judge"]["eval"])) else "",
         settings=canonical({**validation_settings(enforce=not ACCEPT_BELOW_TARGETS),
                             "per_run": JUDGE_VALIDATION.get("per_run"), "seed": config["evaluation"].get("seed", 0)}),
     log:

@@ -78,3 +78,8 @@ DECISIONS = ("harmful", "refusal", "misaligned", "incoherent", "narrow_misaligne
 # The score columns each decision reads (as `decide` does).
 READS = {"harmful": ("harmful",), "refusal": ("refusal",), "misaligned": ("aligned", "coherent"),
          "incoherent": ("coherent",), "narrow_misaligned": ("insecure",)}
+
+
+def measures(decision: str, scored) -> bool:
+    """Whether a judge that fills the score columns `scored` (Judge.scored; None: all) makes `decision`."""
+    return scored is None or set(READS[decision]) <= set(scored)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from safedrift.errors import SafedriftError
-from safedrift.evaluate.decisions import DECISIONS, READS, decide, oracle_misaligned
+from safedrift.evaluate.decisions import DECISIONS, decide, measures, oracle_misaligned
 from safedrift.evaluate.metrics import join
 from safedrift.io import read_jsonl, write_json
 from safedrift.report.tables import fmt, write_table
@@ -39,8 +39,7 @@ from safedrift.world.oracle import label
 def decisions(frame: pd.DataFrame, thresholds: dict, scored=None) -> pd.DataFrame:
     """One row per (response, decision): judge (1.0 / 0.0 / NaN when unscored) and oracle (bool), for each
     decision the judge measures (`scored`: its score columns, Judge.scored; None: all)."""
-    judged = {name: decide(frame, name, thresholds) for name in DECISIONS
-              if scored is None or set(READS[name]) <= set(scored)}
+    judged = {name: decide(frame, name, thresholds) for name in DECISIONS if measures(name, scored)}
     out = []
     for i, (_, r) in enumerate(frame.iterrows()):
         o = label(r["item"], r["response"])

@@ -28,7 +28,7 @@ import pandas as pd
 
 from safedrift.data.loaders import jsonl_records, text_field
 from safedrift.errors import DataError
-from safedrift.evaluate.decisions import DECISIONS, READS, decide
+from safedrift.evaluate.decisions import DECISIONS, decide, measures
 from safedrift.evaluate.judge_validation import agreement_table, report
 from safedrift.judges import add_path_arguments, handed_paths, judge_class, make_judge
 
@@ -70,9 +70,7 @@ def decisions(rows: list[dict], scores: pd.DataFrame, thresholds: dict, scored=N
     """One row per (labelled row, label) of each decision the judge measures (`scored`: its score
     columns, None: all): judge (1.0 / 0.0 / NaN when unscored) and the label."""
     out = []
-    for name in DECISIONS:
-        if scored is not None and not set(READS[name]) <= set(scored):
-            continue
+    for name in (d for d in DECISIONS if measures(d, scored)):
         judged = decide(scores, name, thresholds)
         out += [(name, judged[i], r["labels"][name]) for i, r in enumerate(rows) if name in r["labels"]]
     return pd.DataFrame(out, columns=["decision", "judge", "oracle"]).astype({"judge": float, "oracle": bool})

@@ -49,7 +49,7 @@ import string
 import numpy as np
 
 from safedrift.errors import DataError, SafedriftError
-from safedrift.evaluate.decisions import READS, decide
+from safedrift.evaluate.decisions import decide, measures
 from safedrift.evaluate.stats import bootstrap_ci, cell_from_records, difference_ci
 from safedrift.io import atomic_path, read_jsonl, write_json
 
@@ -113,7 +113,7 @@ def metric_rows(frame, thresholds: dict, scored=None) -> list[dict]:
             out.append({"metric": metric, "id": r["id"], "sample": int(r["sample"]), "value": float(v)})
 
     def judged(metric, rows, decision):
-        if scored is None or set(READS[decision]) <= set(scored):
+        if measures(decision, scored):
             add(metric, rows, decide(rows, decision, thresholds))
 
     kind = frame["kind"]

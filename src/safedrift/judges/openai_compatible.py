@@ -36,10 +36,10 @@ from http.client import HTTPException
 import numpy as np
 
 from safedrift.errors import SafedriftError
-from safedrift.judges.base import SCORES, Judge, question_text, type_schema
+from safedrift.judges.base import Judge, question_text, type_schema
 from safedrift.judges.cache import ReplyCache, cache_key
 from safedrift.judges.numbers import MIN_NUMBER_MASS, first_digits_only, score_from_top_logprobs, stated_score
-from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
+from safedrift.judges.rubric_prompts import fill, resolve_rubrics, rubric_columns, to_column_scale
 
 DEFAULTS = {"concurrency": 8, "max_retries": 5, "timeout_s": 60.0, "requests_per_minute": None, "backoff_s": 1.0,
             "max_tokens": 8, "min_number_mass": MIN_NUMBER_MASS}
@@ -95,8 +95,7 @@ class OpenAIJudge(Judge):
 
     @classmethod
     def scored(cls, name, settings):
-        """The columns whose rubric is not switched off (an empty template)."""
-        return tuple(c for c in SCORES if c in resolve_rubrics(name, settings.get("rubrics")))
+        return rubric_columns(name, settings.get("rubrics"))
 
     schema = type_schema("openai", {**ENDPOINT_SCHEMA, "model": {"type": "string", "minLength": 1},
                                     "rubrics": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -211,7 +210,7 @@ class OpenAIJudge(Judge):
                             self.stats["failed" if reply is None else "rejected"] += 1
                             continue
                         replies[futures[future]] = reply
-                        if not (reply["content"].strip() or reply["top_logprobs"]):
+                        if holds_nothing(reply):
                             self.stats["empty"] += 1
                             continue
                         cache.put(futures[future], reply)  # as they come: a crash keeps what was paid for
@@ -232,7 +231,7 @@ class OpenAIJudge(Judge):
         probe = text_only[0]
         reply = self.ask(prompts[probe])
         self.stats["requested"] += 1
-        if reply is None or reply is REJECTED or not (reply["content"].strip() or reply["top_logprobs"]):
+        if reply is None or reply is REJECTED or holds_nothing(reply):
             # the probe is a question about the server, not a row's score: the cached replies stand
             self.stats["probe_failed"] += 1
             return None
@@ -270,6 +269,11 @@ class OpenAIJudge(Judge):
             columns[column][i] = to_column_scale(column, score)
         columns["unparsed"] = unparsed
         return columns
+
+
+def holds_nothing(reply: dict) -> bool:
+    """A reply without text or logprobs (a content filter, a cut-off reasoning reply): never cached."""
+    return not (reply["content"].strip() or reply["top_logprobs"])
 
 
 def parse_reply(body: bytes) -> dict:

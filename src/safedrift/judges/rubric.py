@@ -17,11 +17,11 @@ import inspect
 
 import numpy as np
 
-from safedrift.judges.base import SCORES, LocalModelJudge, local_model_schema, question_text
+from safedrift.judges.base import LocalModelJudge, local_model_schema, question_text
 from safedrift.judges.local_model import model_path
 from safedrift.judges.number_paths import SCALE, number_paths, number_probabilities
 from safedrift.judges.numbers import MIN_NUMBER_MASS, weighted_mean
-from safedrift.judges.rubric_prompts import fill, resolve_rubrics, to_column_scale
+from safedrift.judges.rubric_prompts import fill, resolve_rubrics, rubric_columns, to_column_scale
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -33,8 +33,7 @@ class RubricJudge(LocalModelJudge):
 
     @classmethod
     def scored(cls, name, settings):
-        """The columns whose rubric is not switched off (an empty template)."""
-        return tuple(c for c in SCORES if c in resolve_rubrics(name, settings.get("rubrics")))
+        return rubric_columns(name, settings.get("rubrics"))
 
     schema = local_model_schema("rubric", "folder or hub id of a chat model, or 'reference' for the run's reference "
                                 "model", {

@@ -71,6 +71,11 @@ def resolve_rubrics(judge: str, overrides: dict | None) -> dict[str, str]:
     return {c: t for c, t in rubrics.items() if t}
 
 
+def rubric_columns(judge: str, overrides: dict | None) -> tuple[str, ...]:
+    """The score columns a rubric judge fills: those whose rubric is not switched off (Judge.scored)."""
+    return tuple(c for c in SCORES if c in resolve_rubrics(judge, overrides))
+
+
 def fill(template: str, question: str, answer: str) -> str:
     """The template with {question} and {answer} filled in one pass (braces in the text stay as they are)."""
     return _SLOT.sub(lambda m: question if m.group(1) == "question" else answer, template)
