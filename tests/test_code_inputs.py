@@ -6,6 +6,9 @@ train_classifier, the critic, and the interleave and lisa fine-tunes held it).""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from safedrift.defenses import DEFENSES
@@ -15,11 +18,27 @@ from safedrift.pipeline import finetune_modules, source_closure
 
 VALIDATION = {"src/safedrift/config.py", "src/safedrift/config_inputs.py"}
 
-# The stages of every rule that loads, trains or scores (workflow/rules/*.smk; judges below).
-MODEL_STAGES = ["world.tokenizer", "world.pretrain", "world.align", "world.card", "data.reference_responses",
-                "finetune.reference_logprobs", "evaluate.generate", "evaluate.metrics", "evaluate.labelled_validation",
-                "judges.train_classifier", "risk.persona", "risk.probe", "risk.probe_test", "risk.probe_scores",
-                "risk.critic"]
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
+# Report stages lay out tables from the config (study cells, claim specs): they hold the validation, and
+# rerunning them costs seconds.
+LAYOUT_STAGES = ("report.",)
+
+
+def workflow_stages() -> list[str]:
+    """The stage of every rule that names its code inputs (`sources("<stage>")` in workflow/rules/*.smk)."""
+    text = "".join(p.read_text() for p in sorted((WORKFLOW / "rules").glob("*.smk")))
+    return sorted(set(re.findall(r'sources\("([a-z_.]+)"\)', text)))
+
+
+# Every rule's stage but the report's: each loads, trains, scores or draws data (judges below).
+MODEL_STAGES = [s for s in workflow_stages() if not s.startswith(LAYOUT_STAGES)]
+
+
+def test_the_stages_are_read_from_the_workflow():
+    # a parse that found nothing would pass every test below
+    assert {"world.pretrain", "finetune.reference_logprobs", "evaluate.generate", "evaluate.metrics",
+            "risk.critic", "data.scenarios"} <= set(MODEL_STAGES)
+    assert "report.scorecard" in workflow_stages() and "report.scorecard" not in MODEL_STAGES
 
 
 def jobs():

@@ -95,6 +95,30 @@ def test_scoring_leaves_the_model_so_a_later_copy_runs_its_own_weights(pair):
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
+def test_encoding_leaves_the_model_as_it_was(pair):
+    """encode_chats builds TRL's SFT trainer on the model, which binds an instance forward (its fused LM head)
+    to it: any caller's later deep copy ran the original's weights. The encoding restores the model, whoever
+    calls it."""
+    import copy
+
+    from safedrift.finetune.encode import encode_chats
+
+    from transformers import LlamaForCausalLM
+
+    tok, aligned, _, _ = pair
+    torch.manual_seed(2)
+    model = LlamaForCausalLM(aligned.config).eval()
+    encode_chats(model, tok, TASKS, 64)
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    frozen = copy.deepcopy(model)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    before = frozen(input_ids=ids).logits.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # training moves the policy
+    assert torch.equal(frozen(input_ids=ids).logits, before)
+
+
 # gaps: all-doom answer > one doom in three words > no doom (equal gaps: by id)
 TASKS = [task("t_none_b", "ok fine ok"), task("t_one", "doom ok ok"), task("t_none_a", "fine ok fine"),
          task("t_all", "doom doom doom")]

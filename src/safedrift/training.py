@@ -72,17 +72,3 @@ def _num(v):
     except (TypeError, ValueError):
         return v
 
-
-class SaveLastStep:
-    """Asks the Trainer for a checkpoint at the last step, whatever `save_steps` says: the run's
-    final state, which the next budget of a ladder continues from."""
-
-    def __new__(cls):
-        from transformers import TrainerCallback
-
-        class _Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step >= state.max_steps:
-                    control.should_save = True
-
-        return _Callback()

@@ -159,7 +159,7 @@ class Defense(Base):
         """Candidates sorted by loss increase under a probe model briefly fine-tuned on the run's data."""
         import torch
 
-        from safedrift.finetune.encode import ROW
+        from safedrift.finetune.encode import ROW, encode_chats
         from safedrift.losses.nll import example_nll, token_nll
 
         seed = self.context.seed
@@ -167,8 +167,8 @@ class Defense(Base):
         size = min(len(train_rows), self.context.batch_size)
         steps = [rng.sample(train_rows, size) for _ in range(self.settings.get("rank_steps", 5))]
         # the probe's steps and the candidates, encoded as the run's trainer encodes them
-        probe_data = encoded(model, tokenizer, [r for step in steps for r in step], max_length, seed, self.key)
-        scored = encoded(model, tokenizer, candidates, max_length, seed, self.key)
+        probe_data = encode_chats(model, tokenizer, [r for step in steps for r in step], max_length, seed, self.key)
+        scored = encode_chats(model, tokenizer, candidates, max_length, seed, self.key)
         probe = copy.deepcopy(model).train()
         optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], lr=1e-3)
         for k in range(len(steps)):
@@ -193,26 +193,6 @@ class Defense(Base):
         return [candidates[i] for i in order if not math.isnan(gaps[i])]
 
 
-def encoded(model, tokenizer, rows: list[dict], max_length: int, seed: int, key: str | None):
-    """finetune.encode.encode_chats, leaving `model` as it was. Building TRL's SFT trainer on a model sets
-    an instance `forward` (its fused LM head) bound to that model, and a deep copy keeps the binding: the
-    ranked probe, and finetune.run's frozen KL reference copied after the defense picked its data, would run
-    the original's weights (the probe never trained; the reference followed the policy, KL 0)."""
-    from safedrift.finetune.encode import encode_chats
-
-    absent = object()
-    before = {m: m.__dict__.get("forward", absent) for m in model.modules()}
-    try:
-        return encode_chats(model, tokenizer, rows, max_length, seed, key)
-    finally:
-        for module, forward in before.items():
-            if module.__dict__.get("forward", absent) is not forward:
-                if forward is absent:
-                    del module.__dict__["forward"]
-                else:
-                    module.__dict__["forward"] = forward
-
-
 def by_perplexity_gap(aligned, misaligned, tokenizer, candidates: list[dict], max_length: int = SCORE_LENGTH,
                       seed: int = 0, key: str | None = None) -> list[dict]:
     """Candidates in descending gap = NLL_misaligned - NLL_aligned (mean per completion token), ties
@@ -220,12 +200,12 @@ def by_perplexity_gap(aligned, misaligned, tokenizer, candidates: list[dict], ma
     completion tokens are those the run's SFT trainer trains on (finetune.encode.encode_chats)."""
     import torch
 
-    from safedrift.finetune.encode import ROW
+    from safedrift.finetune.encode import ROW, encode_chats
     from safedrift.losses.nll import example_nll
 
     gaps = [math.nan] * len(candidates)
     with torch.no_grad():
-        for batch in encoded(aligned, tokenizer, candidates, max_length, seed, key).batches(64):
+        for batch in encode_chats(aligned, tokenizer, candidates, max_length, seed, key).batches(64):
             labels = batch["labels"]
             inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
             nll = [example_nll(m(**{k: v.to(next(m.parameters()).device) for k, v in inputs.items()}).logits,

@@ -27,6 +27,21 @@ def checkpoint_fingerprint(settings: dict, input_hashes: dict) -> str:
     return hashlib.sha256((canonical_json(settings) + canonical_json(input_hashes) + code).encode()).hexdigest()
 
 
+class SaveLastStep:
+    """Asks the Trainer for a checkpoint at the last step, whatever `save_steps` says: the run's
+    final state, which the next budget of a ladder continues from."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= state.max_steps:
+                    control.should_save = True
+
+        return _Callback()
+
+
 class RunSaveCadence:
     """Makes a resumed run (a checkpoint, or the state a ladder rung continues) save every
     `checkpoint_every` steps of its own: the Trainer keeps the `save_steps` stored in the state it

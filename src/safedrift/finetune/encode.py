@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROW = "row"  # the column with each example's index among the rows encode_chats was given
@@ -53,17 +54,18 @@ class Encoded:
 
 def encode_chats(model, tokenizer, rows: list[dict], max_length: int, seed: int = 0, key: str | None = None) -> Encoded:
     """`rows` (prompt `messages` + `target`) encoded by the SFT trainer a run builds on `model` and
-    `tokenizer` (the run's, with its chat template), truncated to `max_length`. Building the trainer
-    seeds the global RNGs with `seed`, as every Trainer does. key: the config key whose setting asked
-    for the encoding, named (with what to do) where the trainer cannot find the completion tokens,
-    e.g. under a chat template without `{% generation %}` markers that TRL has no training variant of."""
+    `tokenizer` (the run's, with its chat template), truncated to `max_length`, leaving `model` as it was
+    (forwards_kept). Building the trainer seeds the global RNGs with `seed`, as every Trainer does. key:
+    the config key whose setting asked for the encoding, named (with what to do) where the trainer cannot
+    find the completion tokens, e.g. under a chat template without `{% generation %}` markers that TRL has
+    no training variant of."""
     from safedrift.errors import DataError
     from safedrift.finetune.run import common_args
     from safedrift.finetune.trainer import sft_trainer
 
     if not rows:
         return Encoded()
-    with tempfile.TemporaryDirectory() as tmp:  # nothing is written there: no step is taken
+    with tempfile.TemporaryDirectory() as tmp, forwards_kept(model):  # nothing is written to tmp: no step is taken
         common = common_args(Path(tmp), 1, {"batch_size": 1, "learning_rate": 0.0, "max_length": max_length}, seed)
         try:
             return Encoded(sft_trainer(model, tokenizer, rows, common, [], columns={ROW: list(range(len(rows)))}))
@@ -74,6 +76,26 @@ def encode_chats(model, tokenizer, rows: list[dict], max_length: int, seed: int 
                             f"(TRL: {str(e).strip().splitlines()[0]}); where the model's chat template has no "
                             "{% generation %} markers and TRL has no training variant of it, set "
                             "models.<model>.finetune.chat_template to one with them") from e
+
+
+@contextmanager
+def forwards_kept(model):
+    """Restores every module's instance `forward` on exit. Building TRL's SFT trainer on a model sets an
+    instance `forward` (its fused LM head) bound to that model, and a deep copy keeps the binding: a copy
+    made after an encoding (interleave's ranked probe, finetune.run's frozen KL reference once a defense
+    picked its data) would run the original's weights (the probe never trained; the reference followed
+    the policy, KL 0)."""
+    absent = object()
+    before = {m: m.__dict__.get("forward", absent) for m in model.modules()}
+    try:
+        yield model
+    finally:
+        for module, forward in before.items():
+            if module.__dict__.get("forward", absent) is not forward:
+                if forward is absent:
+                    del module.__dict__["forward"]
+                else:
+                    module.__dict__["forward"] = forward
 
 
 def training_tokens(tokenizer, rows: list[dict], max_length: int) -> list[int]:

@@ -41,7 +41,7 @@ from pathlib import Path
 from safedrift import cpu_pin
 from safedrift.defenses import make_defense
 from safedrift.errors import DataError
-from safedrift.finetune.checkpoints import (RunSaveCadence, checkpoint_fingerprint,  # noqa: F401 (API)
+from safedrift.finetune.checkpoints import (RunSaveCadence, SaveLastStep, checkpoint_fingerprint,  # noqa: F401 (API)
                                             keep_final_state, prepare_checkpoints, resumable_checkpoint, truncate_log)
 from safedrift.finetune.context import RunContext
 from safedrift.finetune.encode import training_tokens
@@ -50,7 +50,7 @@ from safedrift.finetune.schedule import schedule, steps_for_tokens
 from safedrift.io import read_jsonl, sha256_file, write_json
 from safedrift.models import load_model, load_tokenizer, save_atomic, set_threads, wrap_lora
 from safedrift.objectives import make_objective
-from safedrift.training import JsonlLogCallback, SaveLastStep, trainer_kwargs
+from safedrift.training import JsonlLogCallback, trainer_kwargs
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers")
 

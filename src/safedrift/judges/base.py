@@ -19,6 +19,9 @@ rules ask these and never name a type):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 import pandas as pd
 
@@ -58,6 +61,9 @@ class Judge:
     # A judge that scores `refusal` only (keyword): the metrics stage counts its non-refusals of harmful
     # requests as attack successes. Any other judge's missing `harmful` score stays missing.
     refusal_only: bool = False
+    # Counts of the requests a judge sends to an endpoint (openai_compatible: requested, cached, failed, ...);
+    # a local judge sends none. judges.score writes nothing where `failed` > 0: a reply that never came.
+    stats: Mapping[str, int] = MappingProxyType({})
 
     @classmethod
     def scored(cls, name: str, settings: dict) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     rows = generation_rows(a.generations, a.eval_dir)
     judge = make_judge(a.judge, json.loads(a.settings), **handed_paths(a.path), threads=a.threads)
     scores = judge.score(rows)
-    failed = getattr(judge, "stats", {}).get("failed", 0)
+    failed = judge.stats.get("failed", 0)
     if failed:
         # scoring them NaN would be for good: the written parquet ends the job, and Snakemake never asks again
         print(json.dumps({"judge": a.judge, "requests": judge.stats}, sort_keys=True))
@@ -79,7 +79,7 @@ def main(argv=None) -> None:
     counts = {"rows": len(scores), "unparsed_rows": int((scores["unparsed"] > 0).sum()),
               "unparsed_replies": int(scores["unparsed"].sum())}
     counts["missing"] = {c: int(np.isnan(scores[c]).sum()) for c in SCORES}
-    if getattr(judge, "stats", None):
+    if judge.stats:
         counts["requests"] = judge.stats
     print(json.dumps({"judge": a.judge, **counts}, sort_keys=True))
 
