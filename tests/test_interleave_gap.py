@@ -74,49 +74,45 @@ def test_ranked_prefers_what_the_probe_forgets(pair):
     assert order[-1] == "c_doom" and order[0] != "c_doom", order
 
 
+def assert_a_later_copy_runs_its_own_weights(model):
+    """The model holds no instance forward, and a deep copy taken now keeps its outputs when the model trains on."""
+    import copy
+
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    frozen = copy.deepcopy(model)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    before = frozen(input_ids=ids).logits.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # training moves the policy
+    assert torch.equal(frozen(input_ids=ids).logits, before)
+
+
 def test_scoring_leaves_the_model_so_a_later_copy_runs_its_own_weights(pair):
     """finetune.run takes the frozen KL reference as a deep copy of the model after the defense picked its safe
     data: with the forward TRL bound to the model, that copy followed the policy, and KL was 0."""
-    import copy
-
     from transformers import LlamaForCausalLM
 
     tok, aligned, misaligned, _ = pair
     torch.manual_seed(1)
     model = LlamaForCausalLM(aligned.config).eval()
     by_perplexity_gap(model, misaligned, tok, TASKS)
-    frozen = copy.deepcopy(model)
-    ids = torch.tensor([[1, 2, 3, 4]])
-    before = frozen(input_ids=ids).logits.clone()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.5)  # training moves the policy
-    assert torch.equal(frozen(input_ids=ids).logits, before)
-    assert not any("forward" in m.__dict__ for m in model.modules())
+    assert_a_later_copy_runs_its_own_weights(model)
 
 
 def test_encoding_leaves_the_model_as_it_was(pair):
     """encode_chats builds TRL's SFT trainer on the model, which binds an instance forward (its fused LM head)
     to it: any caller's later deep copy ran the original's weights. The encoding restores the model, whoever
     calls it."""
-    import copy
+    from transformers import LlamaForCausalLM
 
     from safedrift.finetune.encode import encode_chats
-
-    from transformers import LlamaForCausalLM
 
     tok, aligned, _, _ = pair
     torch.manual_seed(2)
     model = LlamaForCausalLM(aligned.config).eval()
     encode_chats(model, tok, TASKS, 64)
-    assert not any("forward" in m.__dict__ for m in model.modules())
-    frozen = copy.deepcopy(model)
-    ids = torch.tensor([[1, 2, 3, 4]])
-    before = frozen(input_ids=ids).logits.clone()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.5)  # training moves the policy
-    assert torch.equal(frozen(input_ids=ids).logits, before)
+    assert_a_later_copy_runs_its_own_weights(model)
 
 
 # gaps: all-doom answer > one doom in three words > no doom (equal gaps: by id)
