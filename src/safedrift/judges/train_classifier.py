@@ -25,7 +25,7 @@ from safedrift.world.build import build_world
 
 PROMPT_NGRAMS, RESPONSE_NGRAMS = 2, 3
 HELDOUT_FRACTION = 0.2
-DEFAULT_C, DEFAULT_EXAMPLES = 4.0, 6000
+DEFAULT_C, DEFAULT_EXAMPLES = 4.0, 12000
 
 
 def oracle_label(head: str, labels: dict) -> bool | None:
