@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import torch
 from safedrift import cpu_pin
 from safedrift.errors import SafedriftError
 from safedrift.finetune.run import common_args
-from safedrift.finetune.reference_logprobs import ReferenceLogprobs
+from safedrift.finetune.reference_logprobs import FORMAT, ReferenceLogprobs
 from safedrift.finetune.trainer import sft_trainer
 from safedrift.losses.kl import kl_from_logprobs, kl_to_reference
 from safedrift.losses.nll import completion_logprobs
@@ -125,3 +127,16 @@ def test_a_kl_run_reads_every_batch_from_the_cache_and_trains_as_live(smoke, cac
     # measured 3.6e-4: Adam turns noise-level gradients (exactly 0 live at step 1, ~1e-7 cached) into
     # lr-sized steps on a few tied-embedding entries, so elementwise equality is not the test
     assert gap < 1e-3 * update, (float(gap), float(update))
+
+
+def test_the_cache_file_has_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes a header's metadata map in hash order, which differs from process to process: the
+    cache keeps its metadata as one string, so every run of the stage writes the same bytes (before, with four
+    metadata keys, two fresh clones' caches differed in their header though every tensor was equal)."""
+    write = ("import sys, torch; from safedrift.finetune.reference_logprobs import write_cache; "
+             "write_cache(sys.argv[1], {'logprobs': torch.zeros(2, 3), 'offsets': torch.tensor([0, 2])}, "
+             f"{{'format': '{FORMAT}', 'keys': '[]', 'reference_sha256': 'a', 'data_sha256': 'b'}})")
+    files = [tmp_path / f"{i}.safetensors" for i in range(5)]
+    for f in files:
+        subprocess.run([sys.executable, "-c", write, str(f)], check=True)
+    assert len({f.read_bytes() for f in files}) == 1

@@ -30,7 +30,10 @@ from safedrift.finetune.encode import Encoded
 from safedrift.io import atomic_path, read_jsonl, sha256_file
 from safedrift.losses.nll import completion_logprobs, completion_targets
 
-FORMAT = "1"
+FORMAT = "2"
+# The metadata is one JSON string under this key: safetensors writes a header's metadata map in hash order,
+# which changes from process to process, so a map of several keys gave the same cache other bytes each run.
+META_KEY = "safedrift"
 
 
 def example_key(input_ids: torch.Tensor) -> str:
@@ -60,7 +63,7 @@ class ReferenceLogprobs:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
             if meta.get("format") != FORMAT:
                 raise SafedriftError(f"{path}: not a reference log-prob cache of format {FORMAT}; delete it and rerun")
             self.logprobs, self.offsets, self.targets = (f.get_tensor(k) for k in ("logprobs", "offsets", "targets"))
@@ -108,9 +111,15 @@ def compute(model, tokenizer, rows: list[dict], common: dict, batch_size: int):
     return torch.cat(chunks), torch.tensor(offsets, dtype=torch.int64), torch.cat(targets), keys
 
 
-def main(argv=None) -> None:
+def write_cache(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """The cache file: `tensors` and `meta` (one sorted JSON string, META_KEY), the same bytes on every run."""
     from safetensors.torch import save
 
+    with atomic_path(path) as tmp_out:
+        tmp_out.write_bytes(save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+
+
+def main(argv=None) -> None:
     from safedrift.finetune.run import common_args, load_starting_point
     from safedrift.models import set_threads
 
@@ -131,9 +140,7 @@ def main(argv=None) -> None:
         logprobs, offsets, targets, keys = compute(model, tok, rows, common, m["finetune"]["batch_size"])
     meta = {"format": FORMAT, "keys": json.dumps(keys), "reference_sha256": weights_digest(a.reference) or "",
             "data_sha256": sha256_file(a.data)}
-    with atomic_path(a.out) as tmp_out:
-        tmp_out.write_bytes(save({"logprobs": logprobs.contiguous(), "offsets": offsets, "targets": targets},
-                                 metadata=meta))
+    write_cache(a.out, {"logprobs": logprobs.contiguous(), "offsets": offsets, "targets": targets}, meta)
     print(json.dumps({"examples": len(keys), "tokens": int(offsets[-1]), "vocab": int(logprobs.shape[-1]),
                       "megabytes": round(logprobs.numel() * 4 / 2**20, 1)}))
 
