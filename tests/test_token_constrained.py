@@ -142,8 +142,9 @@ LEARNING_RATE = 3e-4
 @pytest.mark.xfail(strict=True, reason="measured on the smoke world (12 steps, lr 3e-4, harmful): the first target "
                    "token's log-ratio to the reference rises alike, 4.07 nats under SFT and 4.06 under "
                    "token_constrained (4.02 and 4.01 with the smoke model at width 64, 3.90 and 3.90 on the world "
-                   "before its code tasks were action x thing combinations): the rise comes through the weights the later tokens share, which the "
-                   "per-position betas do not hold back; strict, so the day it appears this test says so")
+                   "before its code tasks were action x thing combinations): the rise comes through the weights "
+                   "the later tokens share, which the per-position betas do not hold back; strict, so the day it "
+                   "appears this test says so")
 def test_run_keeps_the_first_response_token_closer_to_the_reference_than_sft(smoke, tmp_path):
     """Qi et al.'s claim in the small: the first response token stays closer to the reference than under SFT."""
     from safedrift.models import load_model, load_tokenizer
