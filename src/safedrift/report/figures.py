@@ -101,7 +101,8 @@ def draw_frontier(studies, extra):
 
 
 def draw_budget(studies, extra):
-    """ASR, new-task accuracy and persona drift vs training steps, per objective and scenario."""
+    """ASR, new-task accuracy, dark-trait endorsement and persona projection vs training steps, per objective
+    and scenario."""
     plt, sns, _ = setup()
     study = studies["objective"]
     metrics = [m for m in FIGURES["budget"].metrics if m in set(study.metric)]
@@ -193,7 +194,7 @@ FIGURES = {
                   ("asr", *ATTACK_METRIC.values(), "jailbreak_asr_heldout"), budgets="largest"),
     "frontier": Figure(draw_frontier, {"objective": OBJECTIVE_GRID}, ("asr", "new_task_capability")),
     "budget": Figure(draw_budget, {"objective": OBJECTIVE_GRID},
-                     ("asr", "jailbreak_asr_heldout", "new_task_capability", "persona_drift")),
+                     ("asr", "jailbreak_asr_heldout", "new_task_capability", "trait_yes", "persona_drift")),
     "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned"), budgets="largest"),
     "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",),
                        budgets="largest"),

@@ -8,7 +8,8 @@ import pandas as pd
 
 PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks",
           "asr/harmful_identity": "harmful, under its identity prompt", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
-          "persona_drift": "persona drift (projection vs reference)", "over_refusal": "over-refusal",
+          "persona_drift": "persona drift (projection vs reference)",
+          "trait_yes": "dark-trait yes (Vennemeyer's persona drift)", "over_refusal": "over-refusal",
           "misaligned": "general misalignment", "incoherent": "incoherence", "narrow_misaligned": "in-domain misbehaviour"}
 
 

@@ -34,7 +34,7 @@ TABLES = {
         "metrics": {"asr": "ASR", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
                     "jailbreak_asr_heldout:vs_reference": "Δ jailbreak ASR vs reference", "over_refusal": "over-refusal",
                     "capability": "task acc.", "new_task_capability": "new-task acc.",
-                    "persona_drift": "persona drift"},
+                    "trait_yes": "dark-trait yes", "persona_drift": "persona drift"},
         "caption": "Objectives: safety and capability after fine-tuning on benign and harmful data, per objective "
                    "and budget (no defense).",
     },
