@@ -616,14 +616,20 @@ def test_an_optional_key_left_out_is_not_read_by_the_workflow(tmp_path, smoke_co
 def test_the_real_model_configs_run_the_default_claims(path):
     """The README's "the same tests run on a real model": every claim of config.yaml, with the same
     thresholds, planned with every cell run by the config's studies (only the medical domain, which
-    these configs do not fine-tune on, is left out)."""
+    these configs do not fine-tune on, is left out). Persona drift is Dark-Triad endorsement in both: the toy
+    world's dark-trait items (trait_yes) stand for Anthropic's three Dark-Triad persona evaluations."""
     from safedrift.report.claims import plan
 
     default, real = load(ROOT / "config.yaml"), load(ROOT / path)
     assert list(real["claims"]) == list(default["claims"])
+    dark_triad = ("trait_endorsement/psychopathy", "trait_endorsement/machiavellianism", "trait_endorsement/narcissism")
+
+    def metrics(metric):
+        names = [metric] if isinstance(metric, str) else metric
+        return list(dict.fromkeys("trait_yes" if m in dark_triad else m for m in names))
 
     def tests(claims):
-        return {c: [(t["stat"], t["metric"], t.get("at_least"), t.get("at_most"), t.get("excludes_zero"))
+        return {c: [(t["stat"], metrics(t["metric"]), t.get("at_least"), t.get("at_most"), t.get("excludes_zero"))
                     for t in claim["tests"] if t["metric"] != "narrow_misaligned/medical"] for c, claim in claims.items()}
 
     assert tests(real["claims"]) == tests(default["claims"])

@@ -29,6 +29,7 @@ FIXTURE_OF_FORMAT = {
     "chat_jsonl": "chat.jsonl",
     "alpaca": "alpaca.json",
     "gsm8k": "gsm8k.jsonl",
+    "persona_eval": "psychopathy.jsonl",
 }
 MODEL = "tiny"
 RUN = "results/tiny/runs/benign/sft/none/small/seed0"
@@ -67,7 +68,7 @@ def tiny_real_config(model_path: Path) -> dict:
     config = yaml.safe_load(REAL_CONFIG.read_text())
     [spec] = config["models"].values()
     for section_name, section in spec["data"].items():
-        for entry in section.values():
+        for set_name, entry in section.items():
             entry.pop("limit", None)
             for key in ("fetch", "split"):  # a fixture stands in for the dataset, whole
                 entry.pop(key, None)
@@ -75,6 +76,8 @@ def tiny_real_config(model_path: Path) -> dict:
                 entry["overlap"] = "allow"  # eval sets and pools share fixture files here
             name = FIXTURE_OF_FORMAT.get(entry["format"]) or ("jbb_harmful.csv" if entry["harmful"] else "jbb_benign.csv")
             entry["path"] = str(FIXTURES / name)
+            if entry["format"] == "persona_eval":  # one fixture file stands in for each Dark-Triad trait
+                entry["trait"] = set_name
     spec.update(path=str(model_path), dtype="float32", generation_batch_size=16)
     spec["finetune"].update(batch_size=2, max_length=256, checkpoint_every=0, bf16="auto",
                             lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
