@@ -46,3 +46,21 @@ def test_preset_plans_its_protocol_without_data(preset, tmp_path):
     assert jobs.get("fetch_data") == 1, jobs
     assert jobs.get("finetune") == len(all_runs(config)), jobs
     assert jobs.get("claims") == 1 and jobs.get("figure", 0) >= 1, jobs
+
+
+PERSONA_DRIFT_CLAIMS = ("drift_grows_sft_dpo", "orpo_kl_mitigate")
+CONFIGS_WITH_VENNEMEYER_CLAIMS = [ROOT / "config.yaml", ROOT / "configs" / "smoke.yaml",
+                                  *sorted((ROOT / "configs").glob("qwen*.yaml")), ROOT / "configs" / "papers" /
+                                  "vennemeyer2026-objective-matters.yaml"]
+
+
+@pytest.mark.parametrize("path", CONFIGS_WITH_VENNEMEYER_CLAIMS, ids=lambda p: p.stem)
+def test_persona_drift_is_dark_triad_endorsement_wherever_vennemeyer_is_tested(path):
+    """Vennemeyer et al. measure persona drift as endorsement of Dark-Triad items (Perez et al. 2022), as their
+    preset does; the default claims once tested the persona-vector projection under that name instead."""
+    claims = yaml.safe_load(path.read_text())["claims"]
+    for claim_id in PERSONA_DRIFT_CLAIMS:
+        metrics = [m for t in claims[claim_id]["tests"] for m in ([t["metric"]] if isinstance(t["metric"], str)
+                                                                  else t["metric"])]
+        traits = [m for m in metrics if m == "trait_yes" or m.startswith("trait_endorsement/")]
+        assert traits and not any(m.startswith("persona_projection") for m in metrics), (path.name, claim_id, metrics)
