@@ -130,6 +130,8 @@ def draw_budget(studies, extra):
                 ax.plot(g["x"], g["value"], marker="o", ms=3, color=palette[obj], label=obj)
                 ax.fill_between(g["x"].astype(float), g["low"], g["high"], color=palette[obj], alpha=0.15)
             ax.set_title(f"{scenario}: {PRETTY.get(name, name)}", fontsize=9)
+            if name != "persona_drift":  # rates share one 0..1 axis, so a rate that stays at 0 reads as 0
+                ax.set_ylim(-0.05, 1.05)
             if by_steps:
                 # budgets grow geometrically (10, 20, 40, 80 steps): a log axis spaces them evenly, and
                 # its linear stretch below the smallest budget holds the reference at 0
