@@ -35,3 +35,17 @@ def test_token_budgets_plot_in_budget_order():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["ref", "t25k", "t800k"]
     sft = ax.lines[0]
     assert list(sft.get_xdata()) == [0, 1, 2] and list(sft.get_ydata()) == pytest.approx([0.1, 0.3, 0.4])
+
+
+def with_metric(frame: pd.DataFrame, name: str, value: float) -> pd.DataFrame:
+    return pd.concat([frame, frame.assign(metric=name, value=value, low=value, high=value)], ignore_index=True)
+
+
+def test_a_real_models_dark_triad_endorsement_gets_its_panel_and_the_toy_has_none():
+    """Persona drift as Vennemeyer et al. measure it: a panel per Dark-Triad trait a run measured, none otherwise."""
+    titles = [ax.get_title() for ax in draw_budget({"objective": study({"b20": 20, "b80": 80})}, {}).axes]
+    assert not any("endorsed" in t for t in titles)
+    real = with_metric(study({"t25k": None, "t800k": None}), "trait_endorsement/psychopathy", 0.4)
+    axes = draw_budget({"objective": real}, {}).axes
+    assert [ax.get_title() for ax in axes[:2]] == ["benign: held-out harmful", "benign: psychopathy endorsed"]
+    assert axes[1].get_ylim() == pytest.approx((-0.05, 1.05))
