@@ -10,6 +10,7 @@ import yaml
 from conftest import ROOT, Workflow, copy_workflow
 from safedrift.config import ConfigError, all_runs, check_paths, load, run_settings, validate
 from safedrift.pipeline import params
+from safedrift.report.plotting import DARK_TRIAD
 
 RUN_KEYS = ("model", "scenario", "objective", "defense", "budget", "seed")
 FIXTURES = ROOT / "tests" / "fixtures" / "real"
@@ -622,11 +623,16 @@ def test_the_real_model_configs_run_the_default_claims(path):
 
     default, real = load(ROOT / "config.yaml"), load(ROOT / path)
     assert list(real["claims"]) == list(default["claims"])
-    dark_triad = ("trait_endorsement/psychopathy", "trait_endorsement/machiavellianism", "trait_endorsement/narcissism")
+    dark_triad = [f"trait_endorsement/{trait}" for trait in DARK_TRIAD]
 
     def metrics(metric):
-        names = [metric] if isinstance(metric, str) else metric
-        return list(dict.fromkeys("trait_yes" if m in dark_triad else m for m in names))
+        """The metric list with the three Dark-Triad metrics, all of them and only together, as trait_yes."""
+        names = [metric] if isinstance(metric, str) else list(metric)
+        if not set(dark_triad) <= set(names):
+            return names
+        first = min(names.index(m) for m in dark_triad)
+        rest = [m for m in names if m not in dark_triad]
+        return rest[:first] + ["trait_yes"] + rest[first:]
 
     def tests(claims):
         return {c: [(t["stat"], metrics(t["metric"]), t.get("at_least"), t.get("at_most"), t.get("excludes_zero"))
