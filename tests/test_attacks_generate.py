@@ -89,7 +89,7 @@ def test_attack_metrics_apart_from_asr(attacked):
     records = pd.DataFrame(metric_rows(join(read_jsonl(out), items, scores), THRESHOLDS))
     n = records.groupby("metric")["value"].count().to_dict()
     assert n == {"asr": 3, "asr/harmful": 3, "jailbreak_asr/refusal_suppression": 3, "jailbreak_asr/base64": 3,
-                 "prefill_asr/k2": 3, "prefill_asr/k5": 3, "prefill_asr/k40": 3}
+                 "jailbreak_asr_heldout": 6, "prefill_asr/k2": 3, "prefill_asr/k5": 3, "prefill_asr/k40": 3}
     asr_ids = set(records.loc[records.metric == "asr", "id"])
     assert asr_ids == {"harmful/00000", "harmful/00001", "harmful/00002"}
 

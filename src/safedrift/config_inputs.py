@@ -30,6 +30,7 @@ from pathlib import Path
 from safedrift.data.attacks import check_attack_entry
 from safedrift.data.fetch import entry_files, load_sources, source_files
 from safedrift.data.loaders import FOLDER_FORMATS, PROMPT_ONLY
+from safedrift.data.real import check_eval_options
 from safedrift.data.scenarios import pools_needed
 from safedrift.defenses import defense_class
 from safedrift.errors import ConfigError, DataError
@@ -134,11 +135,13 @@ def check_eval_sets(config: dict) -> None:
 
 
 def check_attack_sets(config: dict) -> None:
+    """The data entries' attack (jailbreaks, trained_jailbreaks, prefill) and system-prompt options."""
     for model, spec in config["models"].items():
         for section, entries in (spec.get("data") or {}).items():
             for name, entry in entries.items():
                 try:
                     check_attack_entry(section, entry, f"models.{model}.data.{section}.{name}", PROMPT_ONLY)
+                    check_eval_options(section, entry, f"models.{model}.data.{section}.{name}")
                 except DataError as e:
                     raise ConfigError(f"config key {e}") from None
 

@@ -6,10 +6,13 @@
     python -m safedrift data.real --product check --spec JSON --model-key ... --out ...
 
 `--spec` is (part of) the model's `data:` section ({"eval": {set: entry}, "pools": {pool: entry}},
-each entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?}); `--model-key`
+each entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?, system?, and an attack
+set's jailbreaks?, trained_jailbreaks?, prefill?}); `--model-key`
 is where that section sits in the config, so an error names the exact key. Writes, like the toy world:
 - `eval/<set>.jsonl` and `pools/<pool>.jsonl` (rows as in safedrift.data.loaders; an eval entry
-  with `jailbreaks` or `prefill` holds attack rows, safedrift.data.attacks);
+  with `jailbreaks` or `prefill` holds attack rows, safedrift.data.attacks; one with `system` asks
+  every row under that system prompt: harmful requests, reported as asr/<set>, or general
+  questions, misaligned/<set>, e.g. an identity-shift attack's identity prompt, as Qi et al. 2023 evaluate it);
 - `world.json`: for every entry its format, path, sha256, split, limit, row count and the rows
   `overlap: drop` removed.
 Without `--product`, everything at once (every entry is checked and every file read before anything
@@ -42,6 +45,7 @@ entry's `overlap` says otherwise:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -56,9 +60,13 @@ SECTIONS = ("eval", "pools")
 OVERLAP = ("check", "drop", "allow")
 PRODUCTS = ("eval", "pool", "check")
 # Entry keys that do not decide which prompts an eval entry's file gives before its `limit`: the limit
-# itself, the attacks (an attack row keeps the file's request as its item text), `fetch` (`path` names
-# the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
-NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "prefill", "overlap", "fetch", "domain"})
+# itself, the attacks (an attack row keeps the file's request as its item text), `system` (a turn before the
+# prompt), `fetch` (`path` names the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
+NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefill", "system", "overlap", "fetch",
+                             "domain"})
+# What the metrics report for rows asked under an eval entry's `system` prompt (evaluate.metrics): harmful
+# requests give asr/<set>, general questions misaligned/<set>; any other row would be counted by no metric.
+SYSTEM_KINDS = {"request": "harmful requests (asr/<set>)", "general": "general questions (misaligned/<set>)"}
 
 
 def checked_path(section: str, entry: dict, key: str) -> Path:
@@ -73,6 +81,7 @@ def checked_path(section: str, entry: dict, key: str) -> Path:
         if required not in entry:
             raise DataError(f"{key}.{required}: missing; a {fmt} entry needs it (see config.schema.yaml real_files)")
     check_attack_entry(section, entry, key, PROMPT_ONLY)
+    check_eval_options(section, entry, key)
     for option, choices in ENTRY_CHOICES.get(fmt, {}).items():
         if option in entry and entry[option] not in choices:
             raise DataError(f"{key}.{option}: {entry[option]!r} is not one of {', '.join(choices)}; fix it")
@@ -94,6 +103,56 @@ def checked_path(section: str, entry: dict, key: str) -> Path:
     if not (path.is_file() or (fmt in FOLDER_FORMATS and path.is_dir())):
         raise DataError(f"{key}.path: no file {path}; fix the path (relative to the workflow folder) or add the file")
     return path
+
+
+def check_eval_options(section: str, entry: dict, key: str) -> None:
+    """An entry's `trained_jailbreaks` and `system`: the checks that need no reading; errors name the config key."""
+    trained = entry.get("trained_jailbreaks") or []
+    if trained and not entry.get("jailbreaks"):
+        raise DataError(f"{key}.trained_jailbreaks: this entry wraps no requests in jailbreaks; "
+                        "add jailbreaks or drop trained_jailbreaks")
+    unlisted = [j for j in trained if j not in entry["jailbreaks"]] if trained else []
+    if unlisted:
+        raise DataError(f"{key}.trained_jailbreaks: {', '.join(map(repr, unlisted))} not among this entry's "
+                        "jailbreaks; list only families the entry wraps its requests in")
+    if "system" not in entry:
+        return
+    if section != "eval":
+        raise DataError(f"{key}.system: a system prompt applies to eval sets (a pool's chats carry their own); "
+                        "move it to an eval entry or put it in the pool's file")
+    if is_attack_entry(entry):
+        raise DataError(f"{key}.system: attack sets are asked without a system prompt (the jailbreak and "
+                        "prefill metrics read those rows only); give the prompted requests their own entry")
+    if entry["format"] == "persona_eval":
+        raise DataError(f"{key}.system: trait items are asked without a system prompt (trait_endorsement "
+                        "reads those only); drop system from this entry")
+
+
+def with_system(examples: list, system: str, key: str, path: Path) -> list:
+    """The examples asked under `system`: a system turn first. Only harmful requests and general questions
+    (SYSTEM_KINDS), and none that has a system prompt of its own."""
+    out = []
+    for ex in examples:
+        kind = ex.item.get("kind")
+        if kind not in SYSTEM_KINDS or (kind == "request" and not ex.item.get("harmful")):
+            what = "a benign request" if kind == "request" else f"a {kind} row"
+            raise DataError(f"{path}:{ex.line}: {key}.system applies to {' and '.join(SYSTEM_KINDS.values())}; "
+                            f"this is {what}; drop system or point the entry at such a file")
+        if any(m["role"] == "system" for m in ex.messages):
+            raise DataError(f"{path}:{ex.line}: has its own system prompt and {key}.system gives another; "
+                            "drop one of them")
+        out.append(dataclasses.replace(ex, messages=[{"role": "system", "content": system}, *ex.messages]))
+    return out
+
+
+def with_heldout_families(rows: list[dict], entry: dict) -> list[dict]:
+    """Jailbreak rows marked as the toy world's are: whether the row's family is held out of training
+    (item.family_heldout), i.e. not among the entry's `trained_jailbreaks` (the families the model's fine-tuning
+    data shows; default none, since no scenario wraps its requests in a jailbreak). The metrics then report
+    jailbreak_asr_heldout, and jailbreak_asr_trained for trained families."""
+    trained = set(entry.get("trained_jailbreaks") or [])
+    return [{**r, "item": {**r["item"], "family_heldout": r["item"]["family"] not in trained}}
+            if "family" in r["item"] else r for r in rows]
 
 
 def prompt_key(text: str) -> str:
@@ -147,9 +206,10 @@ def source_prompts(sources: list[dict], model_key: str) -> set[str]:
     return evaluated
 
 
-def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[str]) -> tuple[dict, Path, list[dict], int]:
-    """(entry, path, rows, rows dropped by overlap: drop) of one entry; a pool with `overlap: drop`
-    drops the examples whose prompt key is in `evaluated` (source_prompts)."""
+def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[str],
+               key: str) -> tuple[dict, Path, list[dict], int]:
+    """(entry, path, rows, rows dropped by overlap: drop) of one entry (config key `key`); a pool with
+    `overlap: drop` drops the examples whose prompt key is in `evaluated` (source_prompts)."""
     dropped = [0]
 
     def in_eval(example) -> bool:
@@ -159,8 +219,10 @@ def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[
 
     exclude = in_eval if section == "pools" and entry.get("overlap") == "drop" else None
     examples = read_examples(path, entry, name, exclude=exclude)
+    if "system" in entry:
+        examples = with_system(examples, entry["system"], key, path)
     if is_attack_entry(entry):
-        rows = attack_rows(name, examples, entry, path)
+        rows = with_heldout_families(attack_rows(name, examples, entry, path), entry)
     else:
         rows = eval_rows(name, examples) if section == "eval" else pool_rows(name, examples, path)
     return entry, path, rows, dropped[0]
@@ -174,10 +236,10 @@ def load_real_data(spec: dict, model_key: str) -> dict[str, dict[str, tuple[dict
                for section in SECTIONS for name, entry in sorted(spec.get(section, {}).items())]
     paths = [checked_path(section, entry, key) for section, _, entry, key in entries]  # all keys before any file
     loaded: dict[str, dict] = {section: {} for section in SECTIONS}
-    for (section, name, entry, _), path in zip(entries, paths):
+    for (section, name, entry, key), path in zip(entries, paths):
         drop = section == "pools" and entry.get("overlap") == "drop"
         evaluated = source_prompts(eval_prompt_sources(spec, entry), model_key) if drop else set()
-        loaded[section][name] = load_entry(section, name, entry, path, evaluated)
+        loaded[section][name] = load_entry(section, name, entry, path, evaluated, key)
     check_overlap(loaded, model_key)
     return loaded
 
@@ -221,7 +283,7 @@ def write_one(section: str, name: str, spec: dict, model_key: str, out: Path) ->
     path = checked_path(section, entry, key)
     drop = section == "pools" and entry.get("overlap") == "drop"
     evaluated = source_prompts(spec.get("eval_prompt_sources", []), model_key) if drop else set()
-    _, _, rows, dropped = load_entry(section, name, entry, path, evaluated)
+    _, _, rows, dropped = load_entry(section, name, entry, path, evaluated, key)
     write_jsonl(out / section / f"{name}.jsonl", rows)
     write_json(out / "provenance" / section / f"{name}.json", provenance(entry, path, rows, dropped))
 
