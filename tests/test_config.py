@@ -11,6 +11,7 @@ from conftest import ROOT, Workflow, copy_workflow
 from safedrift.config import ConfigError, all_runs, check_paths, load, run_settings, validate
 from safedrift.pipeline import params
 from safedrift.report.plotting import DARK_TRIAD
+from safedrift.report.claims import listed
 
 RUN_KEYS = ("model", "scenario", "objective", "defense", "budget", "seed")
 FIXTURES = ROOT / "tests" / "fixtures" / "real"
@@ -627,7 +628,7 @@ def test_the_real_model_configs_run_the_default_claims(path):
 
     def metrics(metric):
         """The metric list with the three Dark-Triad metrics, all of them and only together, as trait_yes."""
-        names = [metric] if isinstance(metric, str) else list(metric)
+        names = listed(metric)
         if not set(dark_triad) <= set(names):
             return names
         first = min(names.index(m) for m in dark_triad)

@@ -14,6 +14,7 @@ import yaml
 from conftest import ROOT, Workflow, copy_workflow
 from safedrift.config import all_runs, validate
 from safedrift.data.fetch import load_sources
+from safedrift.report.claims import listed
 
 PRESETS = sorted((ROOT / "configs" / "papers").glob("*.yaml"))
 
@@ -60,7 +61,6 @@ def test_persona_drift_is_dark_triad_endorsement_wherever_vennemeyer_is_tested(p
     preset does; the default claims once tested the persona-vector projection under that name instead."""
     claims = yaml.safe_load(path.read_text())["claims"]
     for claim_id in PERSONA_DRIFT_CLAIMS:
-        metrics = [m for t in claims[claim_id]["tests"] for m in ([t["metric"]] if isinstance(t["metric"], str)
-                                                                  else t["metric"])]
+        metrics = [m for t in claims[claim_id]["tests"] for m in listed(t["metric"])]
         traits = [m for m in metrics if m == "trait_yes" or m.startswith("trait_endorsement/")]
         assert traits and not any(m.startswith("persona_projection") for m in metrics), (path.name, claim_id, metrics)

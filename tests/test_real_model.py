@@ -18,6 +18,7 @@ import yaml
 
 from conftest import ROOT, Workflow, copy_workflow
 from safedrift.config import all_runs, run_dir, validate
+from safedrift.report.claims import listed
 
 REAL_CONFIG = ROOT / "configs" / "qwen2.5-0.5b-lora.yaml"
 FIXTURES = ROOT / "tests" / "fixtures" / "real"
@@ -176,8 +177,7 @@ def test_real_run_measures_what_the_claims_read(real_workflow):
     measured = {r["metric"] for r in metric_rows(join(generations, rows, scores), {"misaligned_below": 30,
                                                  "coherent_above": 50, "incoherent_below": 50})}
     config = yaml.safe_load((real_workflow.path / real_workflow.configfile).read_text())
-    read = {m for claim in config["claims"].values() for test in claim["tests"]
-            for m in ([test["metric"]] if isinstance(test["metric"], str) else test["metric"])}
+    read = {m for claim in config["claims"].values() for test in claim["tests"] for m in listed(test["metric"])}
     assert {"jailbreak_asr_heldout", "asr/harmful_identity", "asr", "trait_endorsement/psychopathy"} <= read
     not_of_a_run = {"probe_auroc", "critic_recall"}  # the risk estimators' own files
     assert not read - not_of_a_run - measured, f"claims read metrics a run lacks: {sorted(read - not_of_a_run - measured)}"

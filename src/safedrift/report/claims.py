@@ -51,7 +51,8 @@ VERDICTS = ("reproduced", "not reproduced", "opposite", "not run")
 
 # --- planning: config -> concrete tests and the files they read -------------------------------
 
-def _listed(value) -> list:
+def listed(value) -> list:
+    """A claim spec's value that may be one item or a list (a test's `metric`, a cell axis), as a list."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
@@ -110,7 +111,7 @@ def _expand(spec: dict) -> list[dict]:
     lists = [] if spec["stat"] == "range" else [("cell", a) for a in AXES if isinstance(spec["cell"].get(a), list)]
     lists += [("versus", a) for a in AXES if isinstance(versus.get(a), list)]
     out = []
-    for metric in _listed(spec["metric"]):
+    for metric in listed(spec["metric"]):
         for values in itertools.product(*(spec[part][a] for part, a in lists)):
             test = {**spec, "metric": metric, "cell": dict(spec["cell"])}
             if versus:
@@ -128,7 +129,7 @@ def plan(config: dict, model: str) -> list[dict]:
     tests = []
     for claim_id, claim in config.get("claims", {}).items():
         for index, spec in enumerate(t for raw in claim["tests"] for t in _expand(raw)):
-            combos = (itertools.product(*(_listed(spec["cell"][a]) for a in AXES)) if spec["stat"] == "range"
+            combos = (itertools.product(*(listed(spec["cell"][a]) for a in AXES)) if spec["stat"] == "range"
                       else [tuple(spec["cell"][a] for a in AXES)])
             cells = [dict(zip(AXES, combo)) for combo in combos]
             versus = spec.get("versus")
