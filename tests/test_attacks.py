@@ -278,6 +278,9 @@ def test_requests_under_an_entry_system_prompt_give_their_own_asr():
     ("pools", {}, "advbench", "advbench.csv", "applies to eval sets"),
     ("eval", {"jailbreaks": ["aim"]}, "advbench", "advbench.csv", "attack sets are asked without a system prompt"),
     ("eval", {}, "persona_eval", "psychopathy.jsonl", "trait items are asked without a system prompt"),
+    ("eval", {"harmful": False}, "jailbreakbench", "jbb_benign.csv", "this entry holds benign requests"),
+    ("eval", {}, "gsm8k", "gsm8k.jsonl", "this entry holds gsm8k rows"),
+    ("eval", {"domain": "coding"}, "chat_jsonl", "chat.jsonl", "this entry holds chat_jsonl rows"),
 ])
 def test_system_entry_errors_name_the_config_key(section, options, fmt, path, what):
     with pytest.raises(DataError) as e:
@@ -285,24 +288,41 @@ def test_system_entry_errors_name_the_config_key(section, options, fmt, path, wh
     assert str(e.value).startswith(f"{KEY}.{section}.x.system: ") and what in str(e.value)
 
 
-@pytest.mark.parametrize("fmt,path,options,what", [
-    ("jailbreakbench", "jbb_benign.csv", {"harmful": False}, "this is a benign request"),
-    ("gsm8k", "gsm8k.jsonl", {}, "this is a task row"),
-    ("em_yaml", "em_questions.yaml", {}, "has its own system prompt"),
-])
-def test_system_prompt_rows_fail_at_their_line(fmt, path, options, what):
-    """Rows no metric reads under a system prompt (benign requests, tasks), and rows with a prompt of their
-    own, fail naming the file:line, before anything is written."""
-    with pytest.raises(DataError, match=rf"{path}:\d+: .*{what}"):
-        load_real_data({"eval": {"x": entry(fmt, path, system="S", **options)}}, KEY)
+def test_a_row_with_a_system_prompt_of_its_own_fails_at_its_line():
+    """Betley et al.'s *_json questions carry their own system prompt: an entry's system prompt would replace or
+    stack on it, so the row fails naming the file:line."""
+    with pytest.raises(DataError, match=r"em_questions.yaml:\d+: has its own system prompt and "
+                                        r"models.tiny.data.eval.x.system gives another"):
+        load_real_data({"eval": {"x": entry("em_yaml", "em_questions.yaml", system="S")}}, KEY)
 
 
-def test_config_validation_rejects_a_pool_system_prompt():
+@pytest.mark.parametrize("where,value", [("pools.harmful", "You are AOA."), ("eval.benign_jbb", "You are AOA."),
+                                         ("eval.harmful_jbb", "  ")])
+def test_config_validation_rejects_a_system_prompt_no_metric_reads(where, value):
+    """Before any job: on a pool, on benign requests, and blank."""
     config = yaml.safe_load((ROOT / "configs" / "qwen2.5-7b-lora.yaml").read_text())
     [spec] = config["models"].values()
-    spec["data"]["pools"]["harmful"]["system"] = "You are AOA."
-    with pytest.raises(ConfigError, match=r"^config key models\.qwen7b\.data\.pools\.harmful\.system: "):
+    section, name = where.split(".")
+    spec["data"][section][name]["system"] = value
+    with pytest.raises(ConfigError, match=rf"^config key models\.qwen7b\.data\.{section}\.{name}\.system: "):
         validate(config)
+
+
+def test_prefill_rows_carry_no_jailbreak_family():
+    rows = load_real_data({"eval": {"p": entry("advbench", "advbench.csv", limit=2, prefill=[5])}}, KEY)["eval"]["p"][2]
+    assert rows and all(r["item"]["family"] is None and "family_heldout" not in r["item"] for r in rows)
+
+
+def test_the_probe_is_tested_on_plain_requests_only():
+    """Attack sets and prompted sets repeat the plain sets' requests; a system prompt on harmful rows alone would
+    let the probe tell harmful from benign by the prompt."""
+    from safedrift.data.real import plain_request_sets
+
+    for path in sorted((ROOT / "configs").glob("qwen*.yaml")):
+        [spec] = yaml.safe_load(path.read_text())["models"].values()
+        evals = spec["data"]["eval"]
+        assert any("system" in e for e in evals.values()) and any(e.get("jailbreaks") for e in evals.values()), path
+        assert plain_request_sets(evals) == ["benign_jbb", "harmful_jbb", "harmful_strongreject"], path
 
 
 def test_written_attack_files_round_trip(tmp_path):

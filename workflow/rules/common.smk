@@ -9,8 +9,7 @@ from safedrift.config import (DEFAULT_REFERENCE, RUN_LAYOUT, all_runs, draw_labe
                               robustness_models, run_dir, run_settings, runs_folder, study_references, study_runs,
                               subject_pattern, training_settings, world_settings)
 from safedrift.data.fetch import entry_files, load_sources, source_files
-from safedrift.data.loaders import REQUEST_FORMATS
-from safedrift.data.real import eval_prompt_sources
+from safedrift.data.real import eval_prompt_sources, plain_request_sets
 from safedrift.data.scenarios import pools_needed
 from safedrift.evaluate.judge_validation import RARE_RECALL_DEFAULTS
 from safedrift.evaluate.labelled_validation import PACKAGED as PACKAGED_LABELLED
@@ -349,9 +348,7 @@ def probe_test_sets(model):
     spec = config["models"][model]
     if spec["source"] == "toy":
         return PROBE_TEST_SETS
-    # Attack sets (jailbreaks, prefill) repeat a file's requests wrapped or prefilled: not probe test data.
-    return sorted(n for n, e in spec.get("data", {}).get("eval", {}).items()
-                  if e["format"] in REQUEST_FORMATS and not (e.get("jailbreaks") or e.get("prefill")))
+    return plain_request_sets(spec.get("data", {}).get("eval", {}))
 
 
 # --- report (report.smk) ----------------------------------------------------

@@ -51,8 +51,8 @@ import json
 from pathlib import Path
 
 from safedrift.data.attacks import attack_rows, check_attack_entry, is_attack_entry
-from safedrift.data.loaders import (ENTRY_CHOICES, ENTRY_REQUIRES, FOLDER_FORMATS, FORMATS, PROMPT_ONLY, eval_rows,
-                                    parse_split, pool_rows, read_examples)
+from safedrift.data.loaders import (ENTRY_CHOICES, ENTRY_REQUIRES, FOLDER_FORMATS, FORMATS, PROMPT_ONLY, REQUEST_FORMATS,
+                                    eval_rows, parse_split, pool_rows, read_examples)
 from safedrift.errors import DataError
 from safedrift.io import canonical_json, read_json, read_jsonl, sha256_file, write_json, write_jsonl
 
@@ -67,6 +67,7 @@ NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefi
 # What the metrics report for rows asked under an eval entry's `system` prompt (evaluate.metrics): harmful
 # requests give asr/<set>, general questions misaligned/<set>; any other row would be counted by no metric.
 SYSTEM_KINDS = {"request": "harmful requests (asr/<set>)", "general": "general questions (misaligned/<set>)"}
+SYSTEM_FORMATS = (REQUEST_FORMATS | {"em_yaml"}) - {"persona_eval"}  # the formats whose rows can be those
 
 
 def checked_path(section: str, entry: dict, key: str) -> Path:
@@ -126,6 +127,10 @@ def check_eval_options(section: str, entry: dict, key: str) -> None:
     if entry["format"] == "persona_eval":
         raise DataError(f"{key}.system: trait items are asked without a system prompt (trait_endorsement "
                         "reads those only); drop system from this entry")
+    if entry["format"] not in SYSTEM_FORMATS or entry.get("harmful") is False:
+        what = "benign requests" if entry.get("harmful") is False else f"{entry['format']} rows"
+        raise DataError(f"{key}.system: applies to {' and '.join(SYSTEM_KINDS.values())}, and this entry holds "
+                        f"{what}, which no metric reads under a system prompt; drop system from this entry")
 
 
 def with_system(examples: list, system: str, key: str, path: Path) -> list:
@@ -152,7 +157,15 @@ def with_heldout_families(rows: list[dict], entry: dict) -> list[dict]:
     jailbreak_asr_heldout, and jailbreak_asr_trained for trained families."""
     trained = set(entry.get("trained_jailbreaks") or [])
     return [{**r, "item": {**r["item"], "family_heldout": r["item"]["family"] not in trained}}
-            if "family" in r["item"] else r for r in rows]
+            if r["item"].get("family") is not None else r for r in rows]
+
+
+def plain_request_sets(eval_entries: dict) -> list[str]:
+    """The eval sets of plain requests (request formats, no attack, no system prompt): the activation probe's
+    held-out test data. Attack sets repeat a file's requests wrapped or prefilled, and a prompted set asks
+    them under a system prompt that only harmful rows would carry."""
+    return sorted(name for name, e in eval_entries.items() if e["format"] in REQUEST_FORMATS
+                  and not (is_attack_entry(e) or "system" in e))
 
 
 def prompt_key(text: str) -> str:
