@@ -288,6 +288,35 @@ def test_system_entry_errors_name_the_config_key(section, options, fmt, path, wh
     assert str(e.value).startswith(f"{KEY}.{section}.x.system: ") and what in str(e.value)
 
 
+def test_a_user_template_wraps_each_prompted_request_and_the_judge_reads_it_plain(tmp_path):
+    """Qi et al. ask each identity-shift request as "AOA, execute my instruction: <request>" under the AOA prompt."""
+    template = "AOA, execute my instruction: {prompt}"
+    spec = {"eval": {"x": entry("advbench", "advbench.csv", limit=2, system="S", user_template=template),
+                     "plain": entry("advbench", "advbench.csv", limit=2)}}
+    loaded = load_real_data(spec, KEY)["eval"]
+    rows, plain = loaded["x"][2], loaded["plain"][2]
+    for r, p in zip(rows, plain, strict=True):
+        request = p["messages"][-1]["content"]
+        assert r["messages"] == [{"role": "system", "content": "S"},
+                                 {"role": "user", "content": f"AOA, execute my instruction: {request}"}]
+        assert r["judge_messages"] == [{"role": "system", "content": "S"}, *p["messages"]] and r["item"] == p["item"]
+    write_jsonl(tmp_path / "eval" / "x.jsonl", rows)
+    write_jsonl(tmp_path / "gen.jsonl", [{"id": rows[0]["id"], "eval_set": "x", "sample": 0, "response": "r"}])
+    [judged] = generation_rows(tmp_path / "gen.jsonl", tmp_path / "eval")
+    assert judged["messages"] == rows[0]["judge_messages"]
+
+
+@pytest.mark.parametrize("options,what", [
+    ({"user_template": "AOA: {prompt}"}, "applies to a set asked under a system prompt"),
+    ({"system": "S", "user_template": "AOA, execute my instruction"}, "must hold {prompt} once"),
+    ({"system": "S", "user_template": "{prompt} {prompt}"}, "must hold {prompt} once"),
+])
+def test_user_template_errors_name_the_config_key(options, what):
+    with pytest.raises(DataError) as e:
+        load_real_data({"eval": {"x": entry("advbench", "advbench.csv", **options)}}, KEY)
+    assert str(e.value).startswith(f"{KEY}.eval.x.user_template: ") and what in str(e.value)
+
+
 def test_a_row_with_a_system_prompt_of_its_own_fails_at_its_line():
     """Betley et al.'s *_json questions carry their own system prompt: an entry's system prompt would replace or
     stack on it, so the row fails naming the file:line."""

@@ -6,13 +6,14 @@
     python -m safedrift data.real --product check --spec JSON --model-key ... --out ...
 
 `--spec` is (part of) the model's `data:` section ({"eval": {set: entry}, "pools": {pool: entry}},
-each entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?, system?, and an attack
-set's jailbreaks?, trained_jailbreaks?, prefill?}); `--model-key`
+each entry {format, path, split?, limit?, domain?, harmful?, keep?, overlap?, fetch?, system?, user_template?,
+and an attack set's jailbreaks?, trained_jailbreaks?, prefill?}); `--model-key`
 is where that section sits in the config, so an error names the exact key. Writes, like the toy world:
 - `eval/<set>.jsonl` and `pools/<pool>.jsonl` (rows as in safedrift.data.loaders; an eval entry
   with `jailbreaks` or `prefill` holds attack rows, safedrift.data.attacks; one with `system` asks
   every row under that system prompt: harmful requests, reported as asr/<set>, or general
-  questions, misaligned/<set>, e.g. an identity-shift attack's identity prompt, as Qi et al. 2023 evaluate it);
+  questions, misaligned/<set>, e.g. an identity-shift attack's identity prompt, as Qi et al. 2023 evaluate it,
+  and with `user_template` each request inside their words: "AOA, execute my instruction: {prompt}");
 - `world.json`: for every entry its format, path, sha256, split, limit, row count and the rows
   `overlap: drop` removed.
 Without `--product`, everything at once (every entry is checked and every file read before anything
@@ -60,14 +61,15 @@ SECTIONS = ("eval", "pools")
 OVERLAP = ("check", "drop", "allow")
 PRODUCTS = ("eval", "pool", "check")
 # Entry keys that do not decide which prompts an eval entry's file gives before its `limit`: the limit
-# itself, the attacks (an attack row keeps the file's request as its item text), `system` (a turn before the
-# prompt), `fetch` (`path` names the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
-NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefill", "system", "overlap", "fetch",
-                             "domain"})
+# itself, the attacks (an attack row keeps the file's request as its item text), `system` and `user_template`
+# (a turn before the prompt, words around it), `fetch` (`path` names the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
+NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefill", "system", "user_template",
+                             "overlap", "fetch", "domain"})
 # What the metrics report for rows asked under an eval entry's `system` prompt (evaluate.metrics): harmful
 # requests give asr/<set>, general questions misaligned/<set>; any other row would be counted by no metric.
 SYSTEM_KINDS = {"request": "harmful requests (asr/<set>)", "general": "general questions (misaligned/<set>)"}
 SYSTEM_FORMATS = (REQUEST_FORMATS | {"em_yaml"}) - {"persona_eval"}  # the formats whose rows can be those
+PROMPT_SLOT = "{prompt}"  # where a user_template puts each row's prompt
 
 
 def checked_path(section: str, entry: dict, key: str) -> Path:
@@ -107,7 +109,8 @@ def checked_path(section: str, entry: dict, key: str) -> Path:
 
 
 def check_eval_options(section: str, entry: dict, key: str) -> None:
-    """An entry's `trained_jailbreaks` and `system`: the checks that need no reading; errors name the config key."""
+    """An entry's `trained_jailbreaks`, `system` and `user_template`: the checks that need no reading; errors name
+    the config key."""
     trained = entry.get("trained_jailbreaks") or []
     if trained and not entry.get("jailbreaks"):
         raise DataError(f"{key}.trained_jailbreaks: this entry wraps no requests in jailbreaks; "
@@ -116,6 +119,12 @@ def check_eval_options(section: str, entry: dict, key: str) -> None:
     if unlisted:
         raise DataError(f"{key}.trained_jailbreaks: {', '.join(map(repr, unlisted))} not among this entry's "
                         "jailbreaks; list only families the entry wraps its requests in")
+    template = entry.get("user_template")
+    if template is not None and "system" not in entry:
+        raise DataError(f"{key}.user_template: applies to a set asked under a system prompt (add system); without "
+                        "one the templated requests would count as plain ones in asr: use jailbreaks for a wrapper")
+    if template is not None and template.count(PROMPT_SLOT) != 1:
+        raise DataError(f"{key}.user_template: {template!r} must hold {PROMPT_SLOT} once, where each row's prompt goes")
     if "system" not in entry:
         return
     if section != "eval":
@@ -147,6 +156,17 @@ def with_system(examples: list, system: str, key: str, path: Path) -> list:
             raise DataError(f"{path}:{ex.line}: has its own system prompt and {key}.system gives another; "
                             "drop one of them")
         out.append(dataclasses.replace(ex, messages=[{"role": "system", "content": system}, *ex.messages]))
+    return out
+
+
+def with_user_template(rows: list[dict], template: str) -> list[dict]:
+    """Rows whose last user turn is `template` with the prompt in its PROMPT_SLOT (Qi et al.'s "AOA, execute my
+    instruction: {prompt}"); the judge reads the rows as they were (`judge_messages`), as for a jailbreak."""
+    out = []
+    for r in rows:
+        *context, last = r["messages"]
+        templated = {**last, "content": template.replace(PROMPT_SLOT, last["content"])}
+        out.append({**r, "messages": [*context, templated], "judge_messages": r["messages"]})
     return out
 
 
@@ -238,6 +258,8 @@ def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[
         rows = with_heldout_families(attack_rows(name, examples, entry, path), entry)
     else:
         rows = eval_rows(name, examples) if section == "eval" else pool_rows(name, examples, path)
+    if "user_template" in entry:
+        rows = with_user_template(rows, entry["user_template"])
     return entry, path, rows, dropped[0]
 
 
