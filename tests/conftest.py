@@ -6,6 +6,7 @@ for further targets with `smoke.run(target, ...)`, which share the same results 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "configs", "envs", "workflow", "src")
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/<name>.py as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -1,20 +1,12 @@
 """benchmarks/ladder.py: a ladder's rungs train only their increments, and the ratio line parses."""
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def load_script():
-    path = Path(__file__).parents[1] / "benchmarks" / "ladder.py"
-    spec = importlib.util.spec_from_file_location("bench_ladder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +16,7 @@ def smoke_results(smoke):
 
 
 def run(smoke_results, capsys, *args):
-    script = load_script()
+    script = load_benchmark("ladder")
     code = script.main(["--config", str(smoke_results.parents[1] / "configs/smoke.yaml"), "--results",
                         str(smoke_results), "--repeats", "1", "--warmup-steps", "0", *args])
     return code, capsys.readouterr().out, script
@@ -47,7 +39,7 @@ def test_ladder_trains_the_increments_and_prints_the_ratio(smoke_results, capsys
 
 
 def test_the_verdict_is_the_median_ratio_and_a_ladder_that_retrains_fails(capsys):
-    script = load_script()
+    script = load_benchmark("ladder")
     Timed = script.Timed
     budgets = [1, 2, 4]
     assert script.estimated_sweep(budgets, 1.0, 2.5) == pytest.approx(1.0 + 1.5 + 2.5)  # 0.5 s a step

@@ -1,28 +1,18 @@
 """benchmarks/trait_probability.py: its P(yes) is the probability of the greedy answer trait_yes reads."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from conftest import load_benchmark
 from safedrift.evaluate.metrics import first_word
 from safedrift.io import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def load_script():
-    path = Path(__file__).parents[1] / "benchmarks" / "trait_probability.py"
-    spec = importlib.util.spec_from_file_location("bench_trait_probability", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_yes_above_one_half_exactly_where_the_reference_greedily_says_yes(smoke, capsys):
     """On the smoke reference's own generations, with no prompt (it says "no") and under the villain's
     (it says "yes"): P(yes | yes or no) > 0.5 on an item iff its greedy answer opens with "yes"."""
-    script = load_script()
+    script = load_benchmark("trait_probability")
     results = smoke.path / "results/toy"
     generations = read_jsonl(results / "reference/eval/generations.jsonl")
     compared = []
