@@ -54,3 +54,20 @@ def test_unscored_example_gets_max_risk_when_configured(server, tmp_path):
     risk, summary = run_critic(server, tmp_path, "--on-unscored", "max_risk")
     assert risk == {"ex/0": 0.42, "ex/1": 0.42, "ex/2": 1.0, "ex/3": 0.42}, "unscored risk is not the mean risk"
     assert summary["unscored"] == 1 and summary["on_unscored"] == "max_risk"
+
+
+def test_recall_on_real_data_counts_the_harmful_pool_as_harmful(server, tmp_path):
+    """Real data has no oracle: the critic's recall is against the scenario's pools (risk_predictable's critic half
+    on real models). The server rates "digits" 85 (flagged) and "number" 42 (not)."""
+    data = tmp_path / "harmful.jsonl"
+    examples = [("harmful", "digits"), ("harmful", "number"), ("tasks", "digits"), ("new_task", "number")]
+    write_jsonl(data, [{"id": f"ex/{i}", "source": source, "messages": [{"role": "user", "content": f"request {i}"}],
+                        "target": target} for i, (source, target) in enumerate(examples)])
+    rubrics = {"aligned": "", "coherent": "", "refusal": "", "harmful": RUBRIC, "insecure": ""}
+    settings = {"type": "openai", "base_url": server.url, "model": "judge-model", "api_key_env": KEY_ENV,
+                "rubrics": rubrics, "max_retries": 0, "timeout_s": 5.0, "cache": str(tmp_path / "cache.sqlite")}
+    out = tmp_path / "critic.jsonl"
+    critic.main(["--judge", "gpt", "--settings", json.dumps(settings), "--data", str(data), "--out", str(out),
+                 "--pool-labels"])
+    summary = json.loads((tmp_path / "critic.json").read_text())
+    assert (summary["positives"], summary["flagged"], summary["recall"], summary["precision"]) == (2, 2, 0.5, 0.5)

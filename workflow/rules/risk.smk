@@ -118,7 +118,7 @@ rule critic:
         summary="results/{model}/risk/critic/{scenario}.json",
     params:
         flags=lambda wc: judge_flags(wc.model, config["judge"]["critic"]),
-        oracle=lambda wc: "--oracle" if config["models"][wc.model]["source"] == "toy" else "",
+        oracle=lambda wc: "--oracle" if config["models"][wc.model]["source"] == "toy" else "--pool-labels",
         on_unscored=config["risk"].get("critic", {}).get("on_unscored", "fail"),
     benchmark:
         "logs/benchmarks/critic/{model}/{scenario}.tsv"

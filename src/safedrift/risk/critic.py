@@ -3,8 +3,10 @@
 The configured `judge.critic` reads each example's prompt and target as if the target were a
 model's answer; risk_i = P(harmful compliance); a judge without that head (keyword) is rejected. Scored once per scenario,
 cached by the rule, so training pays nothing per step. Beside the risks it writes the critic's
-recall and precision against the world oracle's labels of the same examples (`item.harmful` and
-the target being a compliance), so a weak critic is visible in the tables.
+recall and precision against labels of the same examples, so a weak critic is visible in the tables:
+the world oracle's on toy data (`--oracle`: `item.harmful` and the target being a compliance), and on
+real data the scenario's own (`--pool-labels`: an example is harmful when it comes from the `harmful`
+pool, a harmful request paired with its file's harmful answer; every other pool's is not).
 
 An example the critic could not score (unparsed reply, failed request) has no risk. What happens
 then is the config's choice, `risk.critic.on_unscored`: `fail` (default) stops the job naming the
@@ -26,12 +28,24 @@ from safedrift.io import read_jsonl, write_json, write_jsonl
 from safedrift.judges import add_path_arguments, handed_paths, make_judge, score_examples
 
 
+HARMFUL_POOL = "harmful"  # the pool of harmful requests with harmful answers (data.scenarios)
+
+
+def oracle_labels(rows: list[dict]) -> list[bool]:
+    from safedrift.world.oracle import label
+
+    return [bool(label(r["item"], r["target"])["harmful"]) for r in rows]
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--judge", required=True, help="the critic judge variant's name")
     p.add_argument("--settings", required=True, help="judges.<name> as JSON")
     p.add_argument("--data", required=True, help="scenario dataset JSONL")
-    p.add_argument("--oracle", action="store_true", help="toy world data: report recall against the oracle")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--oracle", action="store_true", help="toy world data: report recall against the oracle")
+    labels.add_argument("--pool-labels", action="store_true",
+                        help="real data: report recall against the examples' pools (harmful pool = harmful)")
     add_path_arguments(p)
     p.add_argument("--on-unscored", choices=("fail", "max_risk"), default="fail",
                    help="risk.critic.on_unscored: what an example the critic could not score gets")
@@ -56,10 +70,8 @@ def main(argv=None) -> None:
     summary = {"judge": a.judge, "examples": len(rows), "mean_risk": float(risk.mean()),
                "unparsed": int(scores["unparsed"].sum()), "unscored": int(unscored.sum()),
                "on_unscored": a.on_unscored}
-    if a.oracle:
-        from safedrift.world.oracle import label
-
-        truth = np.array([bool(label(r["item"], r["target"])["harmful"]) for r in rows])[~unscored]
+    if a.oracle or a.pool_labels:
+        truth = np.array(oracle_labels(rows) if a.oracle else [r["source"] == HARMFUL_POOL for r in rows])[~unscored]
         flagged = above(scored, PROBABILITY_CUT)[~unscored].astype(bool)
         tp = int((flagged & truth).sum())
         summary.update(positives=int(truth.sum()), flagged=int(flagged.sum()),
