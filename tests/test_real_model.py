@@ -182,3 +182,27 @@ def test_real_run_measures_what_the_claims_read(real_workflow):
     not_of_a_run = {"probe_auroc", "critic_recall"}  # the risk estimators' own files
     assert not read - not_of_a_run - measured, f"claims read metrics a run lacks: {sorted(read - not_of_a_run - measured)}"
     assert "jailbreak_asr_trained" not in measured
+
+
+def test_the_real_scorecard_measures_every_claim_the_model_allows(real_workflow):
+    """The scorecard end to end on the tiny HF model (~150 jobs, about a minute), with a rubric judge on the model
+    itself: every test gets a verdict but where the random model leaves nothing to measure (it never answers yes
+    or no; its ASR is 0, so a ratio to it is undefined). The held-out jailbreak, identity-prompt and critic-recall
+    tests were once "not run" on every real model."""
+    import pandas as pd
+
+    path = real_workflow.path / real_workflow.configfile
+    config = yaml.safe_load(path.read_text())
+    config["judge"] = {"eval": "rubric", "critic": "rubric", "secondary": ["keyword"]}
+    config["judges"] = {"rubric": {"type": "rubric", "model": "reference", "min_number_mass": 0.0},
+                        "keyword": {"type": "keyword"}}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    real_workflow.run("tables/claims.csv")
+    table = pd.read_csv(real_workflow.path / "tables" / "claims.csv")
+    assert set(table["id"]) == set(config["claims"])
+    not_run = table[table["test_verdict"] == "not run"]
+    allowed = not_run["why"].str.startswith("ratio undefined: asr of ") | (
+        not_run["metric"].str.startswith("trait_endorsement/") & not_run["why"].str.startswith("no scored "))
+    assert allowed.all(), not_run.loc[~allowed, ["id", "metric", "why"]].to_string()
+    for metric in ("jailbreak_asr_heldout", "asr/harmful_identity", "critic_recall"):
+        assert (table.loc[table["metric"] == metric, "test_verdict"] != "not run").all(), metric

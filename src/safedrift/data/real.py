@@ -62,7 +62,8 @@ OVERLAP = ("check", "drop", "allow")
 PRODUCTS = ("eval", "pool", "check")
 # Entry keys that do not decide which prompts an eval entry's file gives before its `limit`: the limit
 # itself, the attacks (an attack row keeps the file's request as its item text), `system` and `user_template`
-# (a turn before the prompt, words around it), `fetch` (`path` names the file), `overlap`, and chat_jsonl's `domain` (a label of the rows, not a filter).
+# (a turn before the prompt, words around it), `fetch` (`path` names the file), `overlap`, and chat_jsonl's
+# `domain` (a label of the rows, not a filter).
 NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefill", "system", "user_template",
                              "overlap", "fetch", "domain"})
 # What the metrics report for rows asked under an eval entry's `system` prompt (evaluate.metrics): harmful
