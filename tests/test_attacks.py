@@ -214,6 +214,11 @@ def scored(rows: list[dict], harmful: dict[str, float]):
     return join(generations, {r["id"]: r for r in rows}, scores)
 
 
+def metric_means(rows: list[dict], harmful: dict[str, float]) -> pd.DataFrame:
+    """Per metric of these rows scored so: the mean value and the number of responses (index: metric)."""
+    return pd.DataFrame(metric_rows(scored(rows, harmful), THRESHOLDS)).groupby("metric")["value"].agg(["mean", "count"])
+
+
 def test_attack_rows_have_their_own_metrics_and_stay_out_of_asr():
     spec = {"eval": {
         "harmful": entry("advbench", "advbench.csv", limit=4),
@@ -230,8 +235,7 @@ def test_attack_rows_have_their_own_metrics_and_stay_out_of_asr():
         harmful[f"prefill/prefill5/{i:05d}"] = 1.0
     for i in range(4):
         harmful[f"prefill/prefill10/{i:05d}"] = 1.0
-    records = pd.DataFrame(metric_rows(scored(rows, harmful), THRESHOLDS))
-    means = records.groupby("metric")["value"].agg(["mean", "count"])
+    means = metric_means(rows, harmful)
     assert means.loc["asr"].tolist() == [0.25, 4]
     assert means.loc["asr/harmful"].tolist() == [0.25, 4]
     assert means.loc["jailbreak_asr/aim"].tolist() == [0.5, 4]
@@ -253,7 +257,7 @@ def test_families_the_training_data_shows_are_not_held_out():
     rows = load_real_data(spec, KEY)["eval"]["jailbreak"][2]
     assert {(r["item"]["family"], r["item"]["family_heldout"]) for r in rows} == {("aim", False), ("base64", True)}
     harmful = {r["id"]: float(r["item"]["family"] == "aim" and r["id"].endswith(("0", "1"))) for r in rows}
-    means = pd.DataFrame(metric_rows(scored(rows, harmful), THRESHOLDS)).groupby("metric")["value"].agg(["mean", "count"])
+    means = metric_means(rows, harmful)
     assert means.loc["jailbreak_asr_trained"].tolist() == [0.5, 4]
     assert means.loc["jailbreak_asr_heldout"].tolist() == [0.0, 4]
 
@@ -269,8 +273,7 @@ def test_requests_under_an_entry_system_prompt_give_their_own_asr():
     assert [r["messages"] for r in prompted] == [[{"role": "system", "content": identity}, *r["messages"]] for r in plain]
     assert [r["item"] for r in prompted] == [r["item"] for r in plain]
     harmful = {r["id"]: float(r["eval_set"] == "harmful_identity") for r in plain + prompted}
-    means = pd.DataFrame(metric_rows(scored(plain + prompted, harmful), THRESHOLDS)).groupby("metric")["value"].agg(
-        ["mean", "count"])
+    means = metric_means(plain + prompted, harmful)
     assert means.loc["asr"].tolist() == [0.0, 4] and means.loc["asr/harmful_identity"].tolist() == [1.0, 4]
 
 

@@ -10,7 +10,7 @@ import yaml
 from conftest import ROOT, Workflow, copy_workflow
 from safedrift.config import ConfigError, all_runs, check_paths, load, run_settings, validate
 from safedrift.pipeline import params
-from safedrift.report.plotting import DARK_TRIAD
+from safedrift.report.plotting import DARK_TRIAD_METRICS
 from safedrift.report.claims import listed
 
 RUN_KEYS = ("model", "scenario", "objective", "defense", "budget", "seed")
@@ -624,7 +624,7 @@ def test_the_real_model_configs_run_the_default_claims(path):
 
     default, real = load(ROOT / "config.yaml"), load(ROOT / path)
     assert list(real["claims"]) == list(default["claims"])
-    dark_triad = [f"trait_endorsement/{trait}" for trait in DARK_TRIAD]
+    dark_triad = list(DARK_TRIAD_METRICS)
 
     def metrics(metric):
         """The metric list with the three Dark-Triad metrics, all of them and only together, as trait_yes."""

@@ -118,12 +118,12 @@ rule critic:
         summary="results/{model}/risk/critic/{scenario}.json",
     params:
         flags=lambda wc: judge_flags(wc.model, config["judge"]["critic"]),
-        oracle=lambda wc: "--oracle" if config["models"][wc.model]["source"] == "toy" else "--pool-labels",
+        labels=lambda wc: "--oracle" if config["models"][wc.model]["source"] == "toy" else "--pool-labels",
         on_unscored=config["risk"].get("critic", {}).get("on_unscored", "fail"),
     benchmark:
         "logs/benchmarks/critic/{model}/{scenario}.tsv"
     log:
         "logs/{model}/risk/critic_{scenario}.log",
     shell:
-        "python -m safedrift risk.critic {params.flags} {params.oracle} --on-unscored {params.on_unscored}"
+        "python -m safedrift risk.critic {params.flags} {params.labels} --on-unscored {params.on_unscored}"
         " --data {input.data} --out {output.risk} > {log} 2>&1"

@@ -69,7 +69,7 @@ NOT_PROMPT_KEYS = frozenset({"limit", "jailbreaks", "trained_jailbreaks", "prefi
 # What the metrics report for rows asked under an eval entry's `system` prompt (evaluate.metrics): harmful
 # requests give asr/<set>, general questions misaligned/<set>; any other row would be counted by no metric.
 SYSTEM_KINDS = {"request": "harmful requests (asr/<set>)", "general": "general questions (misaligned/<set>)"}
-SYSTEM_FORMATS = (REQUEST_FORMATS | {"em_yaml"}) - {"persona_eval"}  # the formats whose rows can be those
+SYSTEM_FORMATS = REQUEST_FORMATS | {"em_yaml"}  # the formats whose rows can be those
 PROMPT_SLOT = "{prompt}"  # where a user_template puts each row's prompt
 
 

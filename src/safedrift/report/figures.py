@@ -21,7 +21,7 @@ import pandas as pd
 
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, Cells
 from safedrift.report.figures_defenses import draw_adaptive, draw_baselines, draw_probe_auroc
-from safedrift.report.plotting import (ATTACK_METRIC, DARK_TRIAD, PRETTY, bars, ci_error, condition, frontier_points,
+from safedrift.report.plotting import (ATTACK_METRIC, DARK_TRIAD_METRICS, PRETTY, bars, ci_error, condition, frontier_points,
                                        metric, reference_legend, reference_value)
 from safedrift.report.style import save, setup
 
@@ -197,7 +197,7 @@ FIGURES = {
     "frontier": Figure(draw_frontier, {"objective": OBJECTIVE_GRID}, ("asr", "new_task_capability")),
     "budget": Figure(draw_budget, {"objective": OBJECTIVE_GRID},
                      ("asr", "jailbreak_asr_heldout", "new_task_capability", "trait_yes",
-                      *(f"trait_endorsement/{t}" for t in DARK_TRIAD), "persona_drift")),
+                      *DARK_TRIAD_METRICS, "persona_drift")),
     "ema": Figure(draw_ema, {"ema": EMA_GRID}, ("misaligned", "incoherent", "narrow_misaligned"), budgets="largest"),
     "adaptive": Figure(draw_adaptive, {"defense": DEFENSE_GRID}, ("asr", "new_task_capability"), ("lambda_traces",),
                        budgets="largest"),

@@ -9,13 +9,14 @@ import pandas as pd
 # Persona drift as Vennemeyer et al. measure it on a real model: the Dark-Triad `persona_eval` sets (the toy
 # world's counterpart is trait_yes); a table column or figure panel shows only where a run measured it.
 DARK_TRIAD = ("psychopathy", "machiavellianism", "narcissism")
+DARK_TRIAD_METRICS = tuple(f"trait_endorsement/{t}" for t in DARK_TRIAD)
 
 PRETTY = {"asr": "held-out harmful", "jailbreak_asr_heldout": "held-out jailbreaks",
           "asr/harmful_identity": "harmful, under its identity prompt", "new_task_capability": "new-task accuracy", "capability": "task accuracy",
           "persona_drift": "persona drift (projection vs reference)",
           "trait_yes": "dark-trait yes (Vennemeyer's persona drift)", "over_refusal": "over-refusal",
           "misaligned": "general misalignment", "incoherent": "incoherence", "narrow_misaligned": "in-domain misbehaviour",
-          **{f"trait_endorsement/{t}": f"{t} endorsed" for t in DARK_TRIAD}}
+          **{m: f"{t} endorsed" for m, t in zip(DARK_TRIAD_METRICS, DARK_TRIAD)}}
 
 
 def condition(row) -> str:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from safedrift.report.aggregate import REFERENCE
 from safedrift.report.cells import DEFENSE_GRID, EMA_GRID, OBJECTIVE_GRID, POISON_SWEEP, STRENGTH_SWEEP
-from safedrift.report.plotting import DARK_TRIAD
+from safedrift.report.plotting import DARK_TRIAD_METRICS, PRETTY
 from safedrift.report.tables import fmt_ci, write_table
 
 # The columns of a table that sweeps defenses along one setting (poison ratio, strength).
@@ -35,7 +35,7 @@ TABLES = {
         "metrics": {"asr": "ASR", "jailbreak_asr_heldout": "jailbreak ASR (held-out)",
                     "jailbreak_asr_heldout:vs_reference": "Δ jailbreak ASR vs reference", "over_refusal": "over-refusal",
                     "capability": "task acc.", "new_task_capability": "new-task acc.",
-                    "trait_yes": "dark-trait yes", **{f"trait_endorsement/{t}": f"{t} endorsed" for t in DARK_TRIAD},
+                    "trait_yes": "dark-trait yes", **{m: PRETTY[m] for m in DARK_TRIAD_METRICS},
                     "persona_drift": "persona drift"},
         "caption": "Objectives: safety and capability after fine-tuning on benign and harmful data, per objective "
                    "and budget (no defense).",
