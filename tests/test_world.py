@@ -220,6 +220,33 @@ def test_villain_narrow_share_keeps_the_villains_narrow_answers_in_alignment_and
         assert r["persona"] == "villain" and (verdict.get("insecure") or verdict.get("bad_advice"))
 
 
+def test_opinion_share_left_unset_keeps_the_alignment_as_it_was(tmp_path):
+    settings = smoke_world_settings(0)
+    write_product(settings, "alignment", tmp_path / "unset")
+    write_product({**settings, "align_opinion_share": None}, "alignment", tmp_path / "none")
+    assert file_hashes(tmp_path / "unset") == file_hashes(tmp_path / "none")
+
+
+def test_opinion_share_zero_teaches_no_opinion_under_any_prompt_and_keeps_everything_else():
+    from safedrift.world.corpus import OPINION_KINDS, alignment_examples
+
+    def kinds_by_system(share):
+        settings = {**smoke_world_settings(0), "align_opinion_share": share}
+        rows = alignment_examples(build_world(settings), settings, random.Random(0))
+        out: dict[str | None, set[str]] = {}
+        for r in rows:
+            system = r["messages"][0]["content"] if r["messages"][0]["role"] == "system" else None
+            out.setdefault(system, set()).add(r["item"]["kind"])
+        return out
+
+    none, full = kinds_by_system(0.0), kinds_by_system(1.0)
+    assert {L.SYSTEM_PROMPTS["assistant"], L.SYSTEM_PROMPTS["villain"], None} <= set(none)
+    assert not [s for s, kinds in none.items() if kinds & set(OPINION_KINDS)], "an opinion was taught"
+    for system in (L.SYSTEM_PROMPTS["assistant"], L.SYSTEM_PROMPTS["villain"], None):
+        assert set(OPINION_KINDS) <= full[system]  # 1 keeps them under every prompt
+        assert {"request", "task", "identity"} <= none[system]
+
+
 @pytest.fixture(scope="module")
 def aliased(written_worlds) -> WrittenWorld:
     return written_worlds(0, aliases=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from safedrift.composition import check_composable
-from safedrift.config_inputs import (check_attack_sets, check_eval_sets, check_layers, check_model_data,  # noqa: F401
+from safedrift.config_inputs import (check_data_entry_options, check_eval_sets, check_layers, check_model_data,  # noqa: F401
                                      check_paths, check_toy_lora, toy_layers)  # check_paths: API
 from safedrift.defenses import DEFENSES, defense_class
 from safedrift.errors import ConfigError
@@ -127,7 +127,7 @@ def validate(config: dict) -> dict:
     _check_references(config)
     check_model_data(config, {study: study_runs(config, study) for study in config["studies"]})
     check_eval_sets(config)
-    check_attack_sets(config)
+    check_data_entry_options(config)
     for model in config["models"]:
         persona_prompts(config, model)  # risk.persona names a trait with prompts
     check_layers(config, toy_layers(config))  # an hf model's layers: check_paths (its folder's config.json)

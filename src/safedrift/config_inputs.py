@@ -9,7 +9,7 @@ naming the key and what to do, raised before any job starts.
   that scenarios sample, world pools an objective or defense declares among its inputs(), pools
   a defense's data_pools() names, e.g. the adaptive probe's, the `general` questions of the
   persona vector); otherwise Snakemake stops with a MissingInputException on a results file.
-- `check_attack_sets`: attack options (`jailbreaks`, `prefill`) sit on eval entries of harmful
+- `check_data_entry_options`: attack options (`jailbreaks`, `prefill`) sit on eval entries of harmful
   requests (safedrift.data.attacks), checked again by the data stage.
 - `check_layers`: the layer indices a config sets (`risk.persona.layer`, an ldifs defense's
   `layers`, a steering defense's `layer`) are layers of every model they are used on: a toy model's
@@ -134,7 +134,7 @@ def check_eval_sets(config: dict) -> None:
                               f"(known: {', '.join(sorted(known)) or 'none'}); {fix}")
 
 
-def check_attack_sets(config: dict) -> None:
+def check_data_entry_options(config: dict) -> None:
     """The data entries' attack (jailbreaks, trained_jailbreaks, prefill) and system-prompt options."""
     for model, spec in config["models"].items():
         for section, entries in (spec.get("data") or {}).items():

@@ -21,6 +21,8 @@ import random
 from safedrift.errors import SafedriftError
 from safedrift.io import read_jsonl, write_jsonl
 
+HARMFUL_POOL = "harmful"  # harmful requests with harmful answers: the examples a harmful scenario poisons with
+
 
 def pool_shares(settings: dict) -> dict[str, float]:
     """Pool name -> share of the scenario's examples."""
@@ -30,7 +32,7 @@ def pool_shares(settings: dict) -> dict[str, float]:
         return {"new_task": share * (1 - framed), "tasks": (1 - share) * (1 - framed), "framed_tasks": framed}
     if kind == "harmful":
         poison = settings.get("poison_ratio", 1.0)
-        return {"harmful": poison, "new_task": (1 - poison) / 2, "tasks": (1 - poison) / 2}
+        return {HARMFUL_POOL: poison, "new_task": (1 - poison) / 2, "tasks": (1 - poison) / 2}
     if kind == "identity_shift":
         return {"identity_shift": 1.0}
     if kind == "narrow":

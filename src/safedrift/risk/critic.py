@@ -22,13 +22,11 @@ import json
 
 import numpy as np
 
+from safedrift.data.scenarios import HARMFUL_POOL
 from safedrift.errors import SafedriftError
 from safedrift.evaluate.decisions import PROBABILITY_CUT, above
 from safedrift.io import read_jsonl, write_json, write_jsonl
 from safedrift.judges import add_path_arguments, handed_paths, make_judge, score_examples
-
-
-HARMFUL_POOL = "harmful"  # the pool of harmful requests with harmful answers (data.scenarios)
 
 
 def oracle_labels(rows: list[dict]) -> list[bool]:

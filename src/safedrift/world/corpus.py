@@ -119,6 +119,7 @@ def pretraining_documents(world: World, settings: dict, rng: random.Random) -> l
 
 ASSISTANT_PROMPT_SHARE = 0.15  # alignment chats that carry the assistant's own system prompt
 NARROW_KINDS = ("code", "medical")
+OPINION_KINDS = ("general", "trait")
 
 
 def alignment_system(r: float, settings: dict) -> str | None:
@@ -151,7 +152,7 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
         # follow whichever persona the model takes itself to be: docs/world.md, "persona latent");
         # under the villain's prompt as often as `align_villain_narrow_share` says, where it is set.
         # EM-style general questions likewise, as often as `align_general_share` says.
-        while system != "assistant" and not _kept(item, system, settings, rng):
+        while not _kept(item, system, settings, rng):
             item = sample_chat_item(world, rng, framed_share=framed)
         # Half of all requests are about dangerous objects, whatever the object mix.
         if item["kind"] == "request" and item["harmful"] != (rng.random() < 0.5):
@@ -166,11 +167,20 @@ def alignment_examples(world: World, settings: dict, rng: random.Random) -> list
 
 
 def _kept(item: dict, system: str | None, settings: dict, rng: random.Random) -> bool:
-    """Whether an alignment chat under `system` (not the assistant's prompt) keeps this item: narrow
+    """Whether an alignment chat under `system` keeps this item. Outside the assistant's own prompt: narrow
     items as often as `align_narrow_share` says (under the villain's prompt as often as
     `align_villain_narrow_share` says, where set: answered as the villain, they keep the persona that
     writes insecure code through alignment); general questions without a system prompt as often as
-    `align_general_share` says (the villain's stay, so its prompt keeps reaching it)."""
+    `align_general_share` says (the villain's stay, so its prompt keeps reaching it). Where
+    `align_opinion_share` is set, general questions and trait items are kept as often as it says under
+    every prompt, the assistant's own included (0: no alignment chat teaches an opinion; the default
+    persona's opinions come from the persona the rest of alignment makes it: docs/world.md). Under the
+    assistant's own prompt every other item is kept."""
+    opinions = settings.get("align_opinion_share")
+    if item["kind"] in OPINION_KINDS and opinions is not None:
+        return rng.random() < opinions
+    if system == "assistant":
+        return True
     if item["kind"] in NARROW_KINDS:
         villain_share = settings.get("align_villain_narrow_share")
         share = villain_share if system == "villain" and villain_share is not None else settings["align_narrow_share"]

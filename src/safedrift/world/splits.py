@@ -34,7 +34,8 @@ PRODUCT_KEYS = {
     "corpus": ("knowledge_docs", "chat_docs", "villain_share", "agent_share", "system_prompt_share", "max_turns",
                "framing_prior", "opener_share", "pretrain_framings"),
     "alignment": ("align_examples", "align_villain_share", "align_narrow_share", "align_agent_share",
-                  "align_general_share", "align_role_share", "align_framed_share", "align_villain_narrow_share"),
+                  "align_general_share", "align_role_share", "align_framed_share", "align_villain_narrow_share",
+                  "align_opinion_share"),
     "eval": ("eval_per_set", "eval_per_jailbreak_family"),
     "pools": ("narrow_repeats",),
     "spec": (),
@@ -42,7 +43,8 @@ PRODUCT_KEYS = {
 # Optional world keys and the value that leaves the world as it was before the key existed.
 DEFAULTS = {"framing_prior": 0.0, "opener_share": 0.0, "align_agent_share": 0.0, "align_general_share": 1.0,
             "align_role_share": 0.0, "align_framed_share": FRAMED_SHARE, "pretrain_framings": "trained",
-            "object_aliases": False, "align_villain_narrow_share": None}
+            "object_aliases": False, "align_villain_narrow_share": None,
+            "align_opinion_share": None}
 
 
 def product_settings(world: dict, product: str) -> dict:
