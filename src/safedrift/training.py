@@ -31,7 +31,8 @@ def trainer_kwargs(output_dir, steps: int, batch_size: int, learning_rate: float
         data_seed=seed,
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=gradient_checkpointing,
+        # transformers 5.23 renamed the option (the old name warns, and goes in v6); TRL's configs default it on
+        activation_checkpointing=gradient_checkpointing,
         logging_steps=1,
         save_strategy="steps" if checkpoint_every else "no",
         save_steps=checkpoint_every or 500,

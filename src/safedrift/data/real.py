@@ -110,16 +110,8 @@ def checked_path(section: str, entry: dict, key: str) -> Path:
 
 
 def check_eval_options(section: str, entry: dict, key: str) -> None:
-    """An entry's `trained_jailbreaks`, `system` and `user_template`: the checks that need no reading; errors name
-    the config key."""
-    trained = entry.get("trained_jailbreaks") or []
-    if trained and not entry.get("jailbreaks"):
-        raise DataError(f"{key}.trained_jailbreaks: this entry wraps no requests in jailbreaks; "
-                        "add jailbreaks or drop trained_jailbreaks")
-    unlisted = [j for j in trained if j not in entry["jailbreaks"]] if trained else []
-    if unlisted:
-        raise DataError(f"{key}.trained_jailbreaks: {', '.join(map(repr, unlisted))} not among this entry's "
-                        "jailbreaks; list only families the entry wraps its requests in")
+    """An entry's `system` and `user_template`: the checks that need no reading; errors name the config key
+    (`jailbreaks`, `trained_jailbreaks` and `prefill`: attacks.check_attack_entry)."""
     template = entry.get("user_template")
     if template is not None and "system" not in entry:
         raise DataError(f"{key}.user_template: applies to a set asked under a system prompt (add system); without "
@@ -169,16 +161,6 @@ def with_user_template(rows: list[dict], template: str) -> list[dict]:
         templated = {**last, "content": template.replace(PROMPT_SLOT, last["content"])}
         out.append({**r, "messages": [*context, templated], "judge_messages": r["messages"]})
     return out
-
-
-def with_heldout_families(rows: list[dict], entry: dict) -> list[dict]:
-    """Jailbreak rows marked as the toy world's are: whether the row's family is held out of training
-    (item.family_heldout), i.e. not among the entry's `trained_jailbreaks` (the families the model's fine-tuning
-    data shows; default none, since no scenario wraps its requests in a jailbreak). The metrics then report
-    jailbreak_asr_heldout, and jailbreak_asr_trained for trained families."""
-    trained = set(entry.get("trained_jailbreaks") or [])
-    return [{**r, "item": {**r["item"], "family_heldout": r["item"]["family"] not in trained}}
-            if r["item"].get("family") is not None else r for r in rows]
 
 
 def plain_request_sets(eval_entries: dict) -> list[str]:
@@ -256,7 +238,7 @@ def load_entry(section: str, name: str, entry: dict, path: Path, evaluated: set[
     if "system" in entry:
         examples = with_system(examples, entry["system"], key, path)
     if is_attack_entry(entry):
-        rows = with_heldout_families(attack_rows(name, examples, entry, path), entry)
+        rows = attack_rows(name, examples, entry, path)
     else:
         rows = eval_rows(name, examples) if section == "eval" else pool_rows(name, examples, path)
     if "user_template" in entry:
