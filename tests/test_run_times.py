@@ -30,6 +30,15 @@ def snakemake_log(command: str, md5: str, plan: dict[str, int], done: int, elaps
     return text
 
 
+def quiet_snakemake_log(command: str, md5: str, batches: list[int], ending: str) -> str:
+    """A run log as Snakemake 9 writes it under `-q`: the header, then only "Execute N jobs..." per batch."""
+    text = (f"Assuming unrestricted shared filesystem usage.\n\nSNAKEMAKE\n=========\n  Date: 2026-12-05 19:27:03\n"
+            f"  Command: {command}\n  Config file(s): ['config.yaml']\n  Config MD5: {md5}\n\n"
+            "Building DAG of jobs...\nUsing shell: /usr/bin/bash\n")
+    text += "".join(f"Select jobs to execute...\nExecute {n} jobs...\n" for n in batches)
+    return text + ending
+
+
 def write_logs(folder: Path, logs: dict[str, str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in logs.items():
@@ -59,6 +68,23 @@ def test_reads_completed_runs_of_this_config_oldest_first(tmp_path):
         (".venv/bin/snakemake --cores 2 all robustness", 3, 86400 + 3600 + 8 * 60 + 59.251842)]
     assert runs[0]["plan"] == {"pretrain": 1, "finetune": 3} and runs[0]["cores"] == 2
     assert [r["config_md5"] for r in run_times.snakemake_runs(logs)] == ["aa", "aa", "bb"]  # no filter
+
+
+def test_reads_completed_quiet_runs(tmp_path):
+    """A `-q` run logs no plan and no progress: it counts its executed jobs, and a docs-only one is left out."""
+    done = "Complete log(s): /x.log\nElapsed time: 1:18:11.346378\n"
+    logs = write_logs(tmp_path / "log", {
+        "1": quiet_snakemake_log(".venv/bin/snakemake --cores 2 all robustness -q --rerun-incomplete", "aa",
+                                 [2, 1, 1, 2], done),
+        "2": quiet_snakemake_log(".venv/bin/snakemake --cores 2 docs -q", "aa", [1, 1], done),
+        "3": quiet_snakemake_log("snakemake -c 2 -q", "aa", [1],  # a job failed
+                                 "Error in rule finetune:\nExiting because a job execution failed. Look above\n" + done),
+        "4": quiet_snakemake_log("snakemake -q figures/asr.pdf", "aa", [1, 1], ""),  # killed: no elapsed time
+        "5": quiet_snakemake_log("snakemake -q --configfile config.yaml x.yaml -j 2", "aa", [1, 1, 1], done),
+    })
+    runs = run_times.snakemake_runs(logs, config_md5="aa")
+    assert [(Path(r["log"]).name, r["total"], r["cores"], round(r["seconds"])) for r in runs] == [
+        ("1.snakemake.log", 6, 2, 4691), ("5.snakemake.log", 3, 2, 4691)]
 
 
 @pytest.mark.parametrize("seconds, text", [(9.6, "10 s"), (84.2, "1 min 24 s"), (2334.28, "38 min 54 s"),

@@ -9,8 +9,9 @@ naming the key and what to do, raised before any job starts.
   that scenarios sample, world pools an objective or defense declares among its inputs(), pools
   a defense's data_pools() names, e.g. the adaptive probe's, the `general` questions of the
   persona vector); otherwise Snakemake stops with a MissingInputException on a results file.
-- `check_data_entry_options`: attack options (`jailbreaks`, `prefill`) sit on eval entries of harmful
-  requests (safedrift.data.attacks), checked again by the data stage.
+- `check_data_entry_options`: attack options (`jailbreaks`, `trained_jailbreaks`, `prefill`) sit on eval
+  entries of harmful requests (safedrift.data.attacks), and `system` / `user_template` on eval entries
+  they apply to (safedrift.data.real); the data stage checks both again.
 - `check_layers`: the layer indices a config sets (`risk.persona.layer`, an ldifs defense's
   `layers`, a steering defense's `layer`) are layers of every model they are used on: a toy model's
   `toy_model.num_layers` (checked by validate), an hf model's `num_hidden_layers` in its local

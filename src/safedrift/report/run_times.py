@@ -4,7 +4,9 @@ Two sources, both written while the workflow runs, so the README's times are rea
 
 - `.snakemake/log/*.snakemake.log`: Snakemake writes one per run, with a header (date, command,
   the MD5 of the config it ran), the job plan ("Job stats"), progress lines and the
-  elapsed wall time. `snakemake_runs` reads the completed ones.
+  elapsed wall time. `snakemake_runs` reads the completed ones. A quiet run (`-q`) logs neither plan
+  nor progress, only "Execute N jobs..." per batch: its jobs are those counted, it completed if it
+  logged an elapsed time and no failure, and its targets come from its command.
 - `logs/benchmarks/<rule>/<wildcards>.tsv`: the `benchmark:` files of the heavy rules (wall seconds
   per job; rerunning a job overwrites its file). `job_profile` sums them per rule.
 
@@ -29,6 +31,9 @@ PLAN_ROW = re.compile(r"^(\S+)\s+(\d+)$")
 PROGRESS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
 ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)$")
 CORES = re.compile(r"^Provided cores: (\d+)$")
+EXECUTE = re.compile(r"^Execute (\d+) jobs\.\.\.$")
+FAILED = ("Exiting because a job execution failed", "Error in rule ", "WorkflowError")
+CORES_OPTION = re.compile(r"(?:^|\s)(?:--cores|-c|--jobs|-j)[ =](\d+)(?:\s|$)")
 # Rules that only render the README; a run of nothing else is the docs run itself, not a result's cost.
 DOCS_RULES = frozenset({"docs", "docs_figure", "reference_render", "claims_render"})
 
@@ -54,8 +59,11 @@ def parse_snakemake_log(path: str | Path) -> dict:
     the run did not finish)."""
     lines = Path(path).read_text(errors="replace").splitlines()
     run = {"log": str(path), "date": None, "command": None, "config_md5": None, "cores": None,
-           "plan": job_stats(lines), "done": 0, "total": 0, "seconds": None}
+           "plan": job_stats(lines), "done": 0, "total": 0, "seconds": None, "executed": 0,
+           "failed": any(line.startswith(FAILED) for line in lines)}
     for line in lines:
+        if m := EXECUTE.match(line.strip()):
+            run["executed"] += int(m[1])
         if (m := HEADER_FIELD.match(line)) and run[HEADER_KEYS[m[1]]] is None:
             run[HEADER_KEYS[m[1]]] = m[2].strip()
         elif (m := CORES.match(line)) and run["cores"] is None:
@@ -65,7 +73,19 @@ def parse_snakemake_log(path: str | Path) -> dict:
         elif m := ELAPSED.match(line):
             days, hours, minutes, seconds = m.groups()
             run["seconds"] = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if run["total"] == 0 and not run["plan"] and run["executed"]:  # quiet: what it executed is its plan
+        run["done"] = run["total"] = run["executed"]
+    if run["cores"] is None and (m := CORES_OPTION.search(run["command"] or "")):
+        run["cores"] = int(m[1])
     return run
+
+
+def command_targets(command: str | None) -> set[str]:
+    """The targets a logged command names: its words that are neither options, numbers nor config files
+    (`snakemake --cores 2 docs -q` -> {"docs"}); a heuristic, used only for quiet runs, which log no plan."""
+    words = (command or "").split()[1:]
+    return {w for w in words if not w.startswith("-") and not w.isdigit()
+            and not w.endswith((".yaml", ".yml", ".json")) and "=" not in w}
 
 
 def snakemake_runs(log_dir: str | Path, config_md5: str | None = None) -> list[dict]:
@@ -73,8 +93,10 @@ def snakemake_runs(log_dir: str | Path, config_md5: str | None = None) -> list[d
     runs = []
     for path in sorted(Path(log_dir).glob("*.snakemake.log")):
         run = parse_snakemake_log(path)
-        finished = run["seconds"] is not None and run["total"] > 0 and run["done"] == run["total"]
-        if (finished and set(run["plan"]) - DOCS_RULES
+        finished = (run["seconds"] is not None and not run["failed"] and run["total"] > 0
+                    and run["done"] == run["total"])
+        rules = set(run["plan"]) if run["plan"] else command_targets(run["command"]) or {"(default target)"}
+        if (finished and rules - DOCS_RULES
                 and (config_md5 is None or run["config_md5"] == config_md5)):
             runs.append(run)
     return sorted(runs, key=lambda r: (r["date"] or "", r["log"]))
