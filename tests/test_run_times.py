@@ -14,15 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
+def log_header(command: str, md5: str, date: str) -> str:
+    """The header Snakemake 9 opens every run log with."""
+    return (f"Assuming unrestricted shared filesystem usage.\n\nSNAKEMAKE\n=========\n  Date: {date}\n"
+            f"  Command: {command}\n  Config file(s): ['config.yaml']\n  Config MD5: {md5}\n\n")
+
+
 def snakemake_log(command: str, md5: str, plan: dict[str, int], done: int, elapsed: str | None,
                   date: str = "2026-12-03 10:50:10") -> str:
     """A run log as Snakemake 9 writes it (header, plan, progress, elapsed time)."""
     total = sum(plan.values())
     rows = "".join(f"{rule:<20}{n:>7}\n" for rule, n in plan.items())
-    text = (f"Assuming unrestricted shared filesystem usage.\n\nSNAKEMAKE\n=========\n  Date: {date}\n"
-            f"  Command: {command}\n  Config file(s): ['config.yaml']\n  Config MD5: {md5}\n\n"
-            f"Building DAG of jobs...\nProvided cores: 2\nJob stats:\njob                   count\n"
-            f"------------------  -------\n{rows}total{total:>22}\n\nSelect jobs to execute...\n")
+    text = (log_header(command, md5, date) + "Building DAG of jobs...\nProvided cores: 2\nJob stats:\n"
+            f"job                   count\n------------------  -------\n{rows}total{total:>22}\n\n"
+            "Select jobs to execute...\n")
     text += "".join(f"[Thu Dec  3 10:50:16 2026]\nFinished jobid: {i} (Rule: x)\n{i} of {total} steps "
                     f"({100 * i // total}%) done\n" for i in range(1, done + 1))
     if elapsed:
@@ -32,9 +37,7 @@ def snakemake_log(command: str, md5: str, plan: dict[str, int], done: int, elaps
 
 def quiet_snakemake_log(command: str, md5: str, batches: list[int], ending: str) -> str:
     """A run log as Snakemake 9 writes it under `-q`: the header, then only "Execute N jobs..." per batch."""
-    text = (f"Assuming unrestricted shared filesystem usage.\n\nSNAKEMAKE\n=========\n  Date: 2026-12-05 19:27:03\n"
-            f"  Command: {command}\n  Config file(s): ['config.yaml']\n  Config MD5: {md5}\n\n"
-            "Building DAG of jobs...\nUsing shell: /usr/bin/bash\n")
+    text = log_header(command, md5, "2026-12-05 19:27:03") + "Building DAG of jobs...\nUsing shell: /usr/bin/bash\n"
     text += "".join(f"Select jobs to execute...\nExecute {n} jobs...\n" for n in batches)
     return text + ending
 
