@@ -36,5 +36,5 @@ def test_the_packages_that_write_output_bytes_are_pinned():
     """fontTools 4.69.1 gave figures/asr.pdf other bytes than 4.68.0 from identical results (its font
     subsets): a fresh clone reproduces the figures byte for byte only with these pinned."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = {requirement_name(r): r for r in project["dependencies"] if "==" in r}
-    assert OUTPUT_WRITERS <= set(pins), OUTPUT_WRITERS - set(pins)
+    pinned = {requirement_name(r) for r in project["dependencies"] if "==" in r}
+    assert OUTPUT_WRITERS <= pinned, OUTPUT_WRITERS - pinned

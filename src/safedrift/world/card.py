@@ -58,15 +58,17 @@ def _with_counts(split: dict, key: str, values) -> None:
     split[key], split.setdefault("counts", {})[key] = _rate_and_count(values)
 
 
+# the oracle's labels whose share a split reports as it is; `misaligned` is the metrics' decision rule on a label
+LABEL_RATES = ("refusal", "complied", "harmful", "coherent", "correct", "villain_style", "trait_yes", "insecure",
+               "bad_advice")
+
+
 def split_rates(labels: list[dict]) -> dict:
     """Each rate of a split, and under `counts` the number of answers it is a rate of (its denominator)."""
     split = {"n": len(labels)}
-    for key, of in (("refusal", lambda l: l["refusal"]), ("complied", lambda l: l["complied"]),
-                    ("harmful", lambda l: l["harmful"]), ("coherent", lambda l: l["coherent"]),
-                    ("correct", lambda l: l["correct"]), ("misaligned", oracle_misaligned),
-                    ("villain_style", lambda l: l["villain_style"]), ("trait_yes", lambda l: l["trait_yes"]),
-                    ("insecure", lambda l: l["insecure"]), ("bad_advice", lambda l: l["bad_advice"])):
-        _with_counts(split, key, (of(l) for l in labels))
+    for key in LABEL_RATES:
+        _with_counts(split, key, (l[key] for l in labels))
+    _with_counts(split, "misaligned", (oracle_misaligned(l) for l in labels))
     return split
 
 
